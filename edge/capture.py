@@ -1,0 +1,256 @@
+"""Frame sources for `fer-edge run`: cameras, video files, streams, images and folders of images.
+
+A live source (camera, rtsp://, http://) is read by a thread that keeps only the newest frame, so a
+slow classifier drops frames instead of falling ever further behind. Files are read frame by frame.
+A live source that stops delivering is reopened with exponential backoff, then given up on.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fer_edge.errors import SourceError
+from fer_edge.images import is_image, list_images, read_image
+
+PICAMERA_NAMES = ("picamera", "picamera2")
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
+
+
+@dataclass
+class Frame:
+    index: int
+    image: np.ndarray
+    time: float
+
+
+def describe(source: str) -> str:
+    return f"camera {source}" if source.isdigit() else source
+
+
+def is_live(source: str) -> bool:
+    return source.isdigit() or source.lower().startswith(STREAM_PREFIXES)
+
+
+def open_source(source: str, reconnect: int = 5, backoff: float = 0.5) -> FrameSource:
+    """The frame source `source` names; a SourceError when it does not exist or cannot be read."""
+    if source.lower() in PICAMERA_NAMES:
+        return PiCameraSource()
+    if is_live(source):
+        return LiveSource(source, reconnect, backoff)
+    path = Path(source)
+    if path.is_dir():
+        return ImageSource(list_images([path]))
+    if not path.exists():
+        raise SourceError(f"{source}: no such file, folder or camera")
+    if is_image(path):
+        return ImageSource([path])
+    return VideoSource(path)
+
+
+class FrameSource:
+    fps: float = 0.0
+    live = False
+    skipped = 0
+
+    def frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ImageSource(FrameSource):
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        for path in self.paths:
+            image = read_image(path)
+            if image is None:
+                # A corrupt image in a folder is skipped (and counted), not the end of the run.
+                self.skipped += 1
+                continue
+            yield Frame(index, image, time.time())
+            index += 1
+        if index == 0:
+            raise SourceError(f"none of the {len(self.paths)} images could be read")
+
+
+def _open_capture(source: str):
+    import cv2
+
+    capture = cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+    if not capture.isOpened():
+        capture.release()
+        return None
+    return capture
+
+
+class VideoSource(FrameSource):
+    def __init__(self, path: Path):
+        self.path = path
+        self._capture = _open_capture(str(path))
+        first = self._capture.read() if self._capture is not None else (False, None)
+        if not first[0]:
+            self.close()
+            raise SourceError(f"{path}: not a video or image OpenCV can read")
+        self._first = first[1]
+        import cv2
+
+        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+
+    def frames(self) -> Iterator[Frame]:
+        index, image = 0, self._first
+        self._first = None
+        while image is not None:
+            yield Frame(index, image, time.time())
+            index += 1
+            ok, image = self._capture.read()
+            if not ok:
+                image = None
+
+    def close(self) -> None:
+        if getattr(self, "_capture", None) is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class LiveSource(FrameSource):
+    """A camera or stream read by a thread that keeps only the newest frame."""
+
+    live = True
+
+    def __init__(self, source: str, reconnect: int = 5, backoff: float = 0.5, read_timeout: float = 10.0):
+        self.source = source
+        self.reconnect = reconnect
+        self.backoff = backoff
+        self.read_timeout = read_timeout
+        self.reconnects = 0
+        self._capture = _open_capture(source)
+        if self._capture is None:
+            what = "no such camera, or it is in use" if source.isdigit() else "cannot connect"
+            raise SourceError(f"{describe(source)}: cannot open ({what})")
+        import cv2
+
+        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._error: SourceError | None = None
+        self._stop = threading.Event()
+        self._count = 0
+        self._thread = threading.Thread(target=self._reader, name="fer-capture", daemon=True)
+        self._thread.start()
+
+    def _reader(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            ok, image = self._capture.read() if self._capture is not None else (False, None)
+            if ok and image is not None:
+                failures = 0
+                with self._cond:
+                    self._latest = Frame(self._count, image, time.time())
+                    self._count += 1
+                    self._cond.notify_all()
+                continue
+            failures += 1
+            if failures > self.reconnect:
+                tries = self.reconnect
+                self._fail(
+                    f"{describe(self.source)}: stream dropped and did not come back after {tries} tries"
+                )
+                return
+            self._reopen(self.backoff * 2 ** (failures - 1))
+
+    def _reopen(self, delay: float) -> None:
+        if self._capture is not None:
+            self._capture.release()
+        if self._stop.wait(delay):
+            return
+        self.reconnects += 1
+        self._capture = _open_capture(self.source)
+
+    def _fail(self, message: str) -> None:
+        with self._cond:
+            self._error = SourceError(message)
+            self._cond.notify_all()
+
+    def _is_new(self, last: int) -> bool:
+        return self._latest is not None and self._latest.index != last
+
+    def _news(self, last: int) -> bool:
+        return self._error is not None or self._is_new(last)
+
+    def frames(self) -> Iterator[Frame]:
+        last = -1
+        index = 0
+        while True:
+            with self._cond:
+                ready = self._cond.wait_for(
+                    functools.partial(self._news, last), timeout=self.read_timeout * (self.reconnect + 1)
+                )
+                if self._is_new(last):
+                    frame = self._latest
+                elif self._error is not None:
+                    raise self._error
+                elif not ready:
+                    raise SourceError(f"{describe(self.source)}: no frame for a long time; giving up")
+                else:
+                    continue
+            # Frames the reader replaced before we got to them were dropped on purpose: we stay current.
+            self.skipped += max(0, frame.index - last - 1) if last >= 0 else 0
+            last = frame.index
+            yield Frame(index, frame.image, frame.time)
+            index += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class PiCameraSource(FrameSource):
+    """A Raspberry Pi camera module through Picamera2 (libcamera), which OpenCV cannot open itself.
+
+    Picamera2 hands over the newest completed buffer, so no capture thread is needed here.
+    """
+
+    live = True
+
+    def __init__(self, size: tuple[int, int] = (640, 480)):
+        try:
+            from picamera2 import Picamera2
+        except ImportError as err:
+            raise SourceError(
+                "picamera: the picamera2 module is missing (sudo apt install python3-picamera2, and make "
+                "the venv with --system-site-packages)"
+            ) from err
+        try:
+            self._camera = Picamera2()
+            # "RGB888" is stored B, G, R in memory: the order OpenCV expects.
+            config = self._camera.create_video_configuration(main={"size": size, "format": "RGB888"})
+            self._camera.configure(config)
+            self._camera.start()
+        except (RuntimeError, IndexError, OSError) as err:
+            raise SourceError(f"picamera: cannot start the camera ({err})") from err
+        self.fps = 30.0
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            yield Frame(index, self._camera.capture_array("main"), time.time())
+            index += 1
+
+    def close(self) -> None:
+        if getattr(self, "_camera", None) is not None:
+            self._camera.stop()
+            self._camera.close()
+            self._camera = None

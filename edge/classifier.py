@@ -1,0 +1,176 @@
+"""The emotion classifier: a self-describing .tflite behind `predict(faces) -> probabilities`.
+
+Labels, input size, colour and quantization all come from the model (its packed fer_model.json and
+its tensors), so the same code runs every variant export writes: fp32, fp16, dynamic and int8.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from fer_edge.errors import ModelError
+from fer_edge.model_info import ModelInfo, read_labels_file, read_model_info
+from fer_edge.runtime import load_interpreter
+
+__all__ = ["Classifier", "ModelError"]
+
+# ITU-R BT.601 luma, the weights OpenCV's cvtColor uses, so an RGB face turns gray as in training.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+class Classifier:
+    """Runs a FER .tflite on batches of face crops.
+
+    `predict` takes uint8 faces shaped (N, H, W) or (N, H, W, C) and returns float32 probabilities
+    shaped (N, len(labels)). Crops of another size are resized; gray and colour are converted to what
+    the model takes.
+    """
+
+    def __init__(
+        self, model_path: str | Path, threads: int = 1, labels: str | Path | list[str] | None = None
+    ):
+        self.path = Path(model_path)
+        self.threads = max(1, int(threads))
+        self.info: ModelInfo = read_model_info(self.path) if self.path.is_file() else ModelInfo()
+        self._interpreter = load_interpreter(self.path, self.threads)
+        self._input = self._interpreter.get_input_details()
+        self._output = self._interpreter.get_output_details()
+        self._check_signature()
+        self.labels: list[str] = self._resolve_labels(labels)
+        self._batch = 1
+        self._batchable = True
+
+    # -- what the model is -------------------------------------------------------------------------
+    def _check_signature(self) -> None:
+        if len(self._input) != 1 or len(self._output) != 1:
+            raise ModelError(
+                f"{self.path}: expected one input and one output tensor, "
+                f"found {len(self._input)} and {len(self._output)}"
+            )
+        shape = tuple(int(x) for x in self._input[0]["shape"])
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
+            raise ModelError(
+                f"{self.path}: input shape {list(shape)} is not (N, S, S, 1 or 3) of a face classifier"
+            )
+        out = tuple(int(x) for x in self._output[0]["shape"])
+        if len(out) != 2 or out[1] < 2:
+            raise ModelError(f"{self.path}: output shape {list(out)} is not (N, classes) of a classifier")
+        self.input_size: int = shape[1]
+        self.channels: int = shape[3]
+        self.num_classes: int = out[1]
+        self.input_dtype = np.dtype(self._input[0]["dtype"])
+        self.output_dtype = np.dtype(self._output[0]["dtype"])
+
+    def _resolve_labels(self, labels: str | Path | list[str] | None) -> list[str]:
+        if isinstance(labels, (str, Path)):
+            names = read_labels_file(labels)
+        elif labels is not None:
+            names = [str(x) for x in labels]
+        else:
+            names = self.info.labels
+        if not names:
+            raise ModelError(
+                f"{self.path}: the model carries no labels (no fer_model.json or labels.txt packed in it); "
+                "pass --labels FILE"
+            )
+        if len(names) != self.num_classes:
+            raise ModelError(f"{self.path}: {len(names)} labels for {self.num_classes} model outputs")
+        return names
+
+    @property
+    def variant(self) -> str:
+        """fp32, fp16, dynamic or int8: from the model's own description, else from its tensors."""
+        if self.info.variant:
+            return str(self.info.variant)
+        if self.input_dtype in (np.int8, np.uint8):
+            return "int8"
+        dtypes = {np.dtype(t["dtype"]) for t in self._interpreter.get_tensor_details()}
+        if np.dtype(np.float16) in dtypes:
+            return "fp16"
+        if np.dtype(np.int8) in dtypes:
+            return "dynamic"
+        return "fp32"
+
+    @property
+    def name(self) -> str:
+        return str(self.info.name or self.path.stem)
+
+    def describe(self) -> dict:
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "variant": self.variant,
+            "labels": list(self.labels),
+            "input": {"size": self.input_size, "channels": self.channels, "dtype": self.input_dtype.name},
+            "output": {"dtype": self.output_dtype.name},
+            "threads": self.threads,
+        }
+
+    # -- running it ----------------------------------------------------------------------------------
+    def predict(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for uint8 face crops (N, H, W) or (N, H, W, C)."""
+        batch = self._prepare(faces)
+        if len(batch) == 0:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        if self._batchable:
+            try:
+                return self._run(batch)
+            except (RuntimeError, ValueError):
+                # A model whose graph pins the batch size: fall back to one face at a time.
+                self._batchable = False
+        return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
+
+    def _prepare(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.asarray(faces)
+        if faces.ndim == 2:
+            faces = faces[None]
+        if faces.ndim == 3:
+            faces = faces[..., None]
+        if faces.ndim != 4 or faces.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"faces must be shaped (N, H, W) or (N, H, W, C), got {faces.shape}")
+        if faces.shape[-1] == 4:
+            faces = faces[..., :3]
+        if faces.shape[1:3] != (self.input_size, self.input_size):
+            faces = np.stack([_resize(face, self.input_size) for face in faces]) if len(faces) else faces
+        if faces.shape[-1] != self.channels:
+            if self.channels == 1:
+                faces = np.rint(faces.astype(np.float32) @ _LUMA)[..., None]
+            else:
+                faces = np.repeat(faces, 3, axis=-1)
+        return faces.astype(np.float32) if len(faces) else faces.reshape(0, *faces.shape[1:3], self.channels)
+
+    def _quantize_input(self, batch: np.ndarray) -> np.ndarray:
+        detail = self._input[0]
+        if self.input_dtype in (np.int8, np.uint8):
+            scale, zero = detail["quantization"]
+            info = np.iinfo(self.input_dtype)
+            q = np.rint(batch / (scale or 1.0) + zero)
+            return np.clip(q, info.min, info.max).astype(self.input_dtype)
+        return batch.astype(self.input_dtype)
+
+    def _dequantize_output(self, raw: np.ndarray) -> np.ndarray:
+        if self.output_dtype in (np.int8, np.uint8):
+            scale, zero = self._output[0]["quantization"]
+            return ((raw.astype(np.float32) - zero) * scale).astype(np.float32)
+        return raw.astype(np.float32)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        if n != self._batch:
+            index = self._input[0]["index"]
+            self._interpreter.resize_tensor_input(index, [n, self.input_size, self.input_size, self.channels])
+            self._interpreter.allocate_tensors()
+            self._batch = n
+        self._interpreter.set_tensor(self._input[0]["index"], self._quantize_input(batch))
+        self._interpreter.invoke()
+        raw = self._interpreter.get_tensor(self._output[0]["index"])
+        return self._dequantize_output(raw).reshape(n, self.num_classes)
+
+
+def _resize(face: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    interpolation = cv2.INTER_AREA if face.shape[0] > size else cv2.INTER_LINEAR
+    out = cv2.resize(face, (size, size), interpolation=interpolation)
+    return out[..., None] if out.ndim == 2 else out

@@ -1,0 +1,279 @@
+"""`fer-edge`: run FER models on images, cameras and streams, without TensorFlow.
+
+Every problem with the user's input ends in one `error:` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from fer_edge.errors import EdgeError
+
+app = typer.Typer(
+    help=(
+        "Facial emotion recognition on the edge: detect faces, classify seven emotions with a FER .tflite "
+        "(labels and input spec are read from the model), on images, video files, cameras and RTSP streams."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
+)
+models_app = typer.Typer(
+    help="The face detector's model file: fetch it, show where it is looked for.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+SOURCE_HELP = (
+    "Camera index, picamera (a Pi camera module, through Picamera2), video file, rtsp:// or http:// URL, "
+    "image, or folder of images."
+)
+MODEL_HELP = "FER .tflite to run (default: the model shipped with the toolkit, fer_models.DEFAULT_MODEL)."
+DETECTOR_HELP = (
+    "Face detector: mediapipe (MediaPipe Tasks), blazeface (the same model through LiteRT, decoded here), "
+    "haar (OpenCV's cascade, OpenCV 4 only), or auto (mediapipe where it runs, else blazeface, else haar)."
+)
+DETECTOR_MODEL_HELP = (
+    "BlazeFace short-range .tflite (default: $FER_DETECTOR_MODEL, then the cache of `models fetch`)."
+)
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def guarded(action: Callable[[], int | None]) -> None:
+    """Run a command; user errors become one `error:` line and exit 2, Ctrl-C exit 130."""
+    try:
+        code = action()
+    except EdgeError as err:
+        fail(str(err))
+    except FileExistsError as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def make_recognizer(
+    model, detector, detector_model, threads, margin=0.1, max_faces=None, min_face=16, labels=None
+):
+    from fer_edge.recognizer import EmotionRecognizer
+
+    fer = EmotionRecognizer(model, detector, detector_model, threads, margin, max_faces, min_face, labels)
+    if fer.detector is not None:
+        typer.echo(f"detector: {fer.detector.name} ({fer.detector_reason})", err=True)
+    return fer
+
+
+@app.command()
+def predict(
+    inputs: list[Path] = typer.Argument(..., help="Image files and folders (searched recursively)."),
+    crops: bool = typer.Option(
+        False, "--crops", help="Each image is already a face crop (as FER2013's are): no detection."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Labels file (one per line) for a model that carries none."
+    ),
+    detector: str = typer.Option("auto", "--detector", "-d", help=DETECTOR_HELP),
+    detector_model: Path | None = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
+    threads: int = typer.Option(1, "--threads", "-t", min=1, help="Interpreter threads."),
+    max_faces: int | None = typer.Option(
+        None, "--max-faces", min=1, help="Keep only the N largest faces of an image."
+    ),
+    min_face: int = typer.Option(16, "--min-face", min=1, help="Ignore faces smaller than this many pixels."),
+    margin: float = typer.Option(
+        0.1, "--margin", min=0.0, max=1.0, help="Crop margin around a face box, per side."
+    ),
+) -> None:
+    """Emotions of the faces in images: detection + classification, or classification of crops.
+
+    Prints `path<TAB>label<TAB>score` per crop, or the faces found per image; with --json one object
+    per image: {"path", "label", "score", "scores"} for crops, {"path", "size", "faces": [{"box":
+    [x, y, w, h], "label", "score", "scores"}]} otherwise. Unreadable images are skipped with a warning
+    and make the exit status 2.
+    """
+
+    def action() -> int:
+        from fer_edge.images import list_images
+        from fer_edge.predict import run_predict
+
+        paths = list_images(inputs)  # before loading anything: a typo in a path is the commonest mistake
+        fer = make_recognizer(
+            model, None if crops else detector, detector_model, threads, margin, max_faces, min_face, labels
+        )
+        try:
+            done, failed = run_predict(fer, paths, crops, as_json)
+        finally:
+            fer.close()
+        if failed:
+            typer.echo(f"error: {failed} of {done + failed} images could not be read", err=True)
+            return 2
+        return 0
+
+    guarded(action)
+
+
+@app.command()
+def run(
+    source: str = typer.Option(
+        "0",
+        "--source",
+        "-s",
+        help=SOURCE_HELP,
+    ),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    labels: Path | None = typer.Option(None, "--labels", help="Labels file for a model that carries none."),
+    detector: str = typer.Option("auto", "--detector", "-d", help=DETECTOR_HELP),
+    detector_model: Path | None = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
+    threads: int = typer.Option(
+        1, "--threads", "-t", min=1, help="Interpreter threads (classifier and BlazeFace)."
+    ),
+    detect_every: int = typer.Option(
+        1, "--detect-every", min=1, help="Detect faces every N frames; reuse the tracked boxes in between."
+    ),
+    max_faces: int | None = typer.Option(
+        None, "--max-faces", min=1, help="Classify only the N largest faces of a frame."
+    ),
+    min_face: int = typer.Option(16, "--min-face", min=1, help="Ignore faces smaller than this many pixels."),
+    margin: float = typer.Option(
+        0.1, "--margin", min=0.0, max=1.0, help="Crop margin around a face box, per side."
+    ),
+    smoothing: float = typer.Option(
+        0.6, "--smoothing", min=0.0, max=0.95, help="Weight of a face's past scores (0 = none)."
+    ),
+    save: Path | None = typer.Option(None, "--save", help="Write the annotated video here (.mp4 or .avi)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON line per frame on stdout: frame, time, faces."
+    ),
+    json_file: Path | None = typer.Option(
+        None, "--json-file", help="Write the JSON lines to this file instead of stdout."
+    ),
+    serve: str | None = typer.Option(
+        None, "--serve", help="Serve an MJPEG preview page at HOST:PORT, e.g. 127.0.0.1:8080."
+    ),
+    show: bool | None = typer.Option(
+        None, "--show/--no-show", help="Show a window (default: when a display exists)."
+    ),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+    reconnect: int = typer.Option(
+        5,
+        "--reconnect",
+        min=0,
+        help="Reopen a dropped camera or stream this many times (backoff 0.5 s doubling).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing --save and --json-file outputs."),
+) -> None:
+    """Live emotion recognition on a camera, video, stream, image or folder of images.
+
+    A capture thread always hands over the newest frame of a live source (no growing lag); files are
+    read frame by frame. Faces are tracked and their scores smoothed; the overlay shows box, label,
+    confidence and FPS. Ctrl-C (or the end of the source) prints a summary: frames, faces, mean FPS and
+    per-stage latencies.
+    """
+
+    def action() -> int:
+        from fer_edge.live import LiveOptions, run_live
+
+        options = LiveOptions(
+            source=source,
+            detect_every=detect_every,
+            smoothing=smoothing,
+            save=save,
+            json_stdout=as_json and json_file is None,
+            json_file=json_file,
+            serve=serve,
+            show=show,
+            max_frames=max_frames,
+            reconnect=reconnect,
+            force=force,
+        )
+        fer = make_recognizer(model, detector, detector_model, threads, margin, max_faces, min_face, labels)
+        try:
+            return run_live(fer, options)
+        finally:
+            fer.close()
+
+    guarded(action)
+
+
+@app.command()
+def info(
+    model: Path | None = typer.Argument(None, help=MODEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
+) -> None:
+    """What a FER .tflite says about itself: name, variant, labels, input and runtime."""
+
+    def action() -> None:
+        import json
+
+        from fer_edge.classifier import Classifier
+        from fer_edge.recognizer import default_model
+        from fer_edge.runtime import runtime_name
+
+        described = Classifier(model or default_model()).describe()
+        described["runtime"] = runtime_name()
+        if as_json:
+            typer.echo(json.dumps(described))
+        else:
+            for key, value in described.items():
+                typer.echo(f"{key}: {value}")
+
+    guarded(action)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    dest: Path | None = typer.Option(None, "--dest", help="Folder to put it in (default: the cache folder)."),
+    url: str | None = typer.Option(
+        None, "--url", help="Download from this mirror instead (the SHA-256 is checked all the same)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Download again even if a good copy is there."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Network timeout in seconds."),
+) -> None:
+    """Download the BlazeFace short-range model from its official URL and check its pinned SHA-256."""
+
+    def action() -> None:
+        from fer_edge.model_files import BLAZE_FACE, fetch
+
+        path, downloaded = fetch(BLAZE_FACE, dest, url, force, timeout)
+        typer.echo(f"{'downloaded' if downloaded else 'already there'}: {path}")
+
+    guarded(action)
+
+
+@models_app.command("path")
+def models_path(
+    detector_model: Path | None = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
+) -> None:
+    """Print the face detector model that would be used, or where `models fetch` would put it."""
+
+    def action() -> int:
+        from fer_edge.model_files import cache_dir, find_detector_model
+
+        found = find_detector_model(detector_model)
+        if found is None:
+            typer.echo(
+                f"error: no face detector model; `fer-edge models fetch` puts it in {cache_dir()}", err=True
+            )
+            return 2
+        typer.echo(str(found))
+        return 0
+
+    guarded(action)
+
+
+def main() -> None:
+    app(prog_name="fer-edge")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""From a frame and face boxes to the model's input: square crops with a margin, gray, resized."""
+
+from __future__ import annotations
+
+import numpy as np
+from fer_edge.boxes import Box
+
+
+def square_crop(frame: np.ndarray, box: Box, margin: float) -> np.ndarray:
+    """A square around `box`, `margin` of its side larger on each side; edges past the frame repeat."""
+    import cv2
+
+    side = max(box.w, box.h) * (1.0 + 2.0 * margin)
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(1, int(round(side)))
+    h, w = frame.shape[:2]
+    pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
+    if pad:
+        frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    return frame[y0 : y0 + s, x0 : x0 + s]
+
+
+def face_batch(
+    frame: np.ndarray,
+    boxes: list[Box],
+    size: int = 48,
+    channels: int = 1,
+    margin: float = 0.1,
+    rgb: bool = False,
+) -> np.ndarray:
+    """uint8 crops (N, size, size, channels) of every box, in the model's colour (gray or RGB)."""
+    import cv2
+
+    out = np.empty((len(boxes), size, size, channels), dtype=np.uint8)
+    for i, box in enumerate(boxes):
+        crop = square_crop(frame, box, margin)
+        if crop.ndim == 2:
+            crop = crop if channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
+        elif channels == 1:
+            crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY if rgb else cv2.COLOR_BGR2GRAY)
+        elif not rgb:
+            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        interpolation = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+        resized = cv2.resize(crop, (size, size), interpolation=interpolation)
+        out[i] = resized.reshape(size, size, channels)
+    return out

@@ -1,0 +1,287 @@
+"""`fer-edge run`: the live loop from a frame source to the overlay, the saved video, JSON lines and preview.
+
+Detection runs every `detect_every` frames; in between, the tracked boxes are classified again. All
+faces of a frame go to the classifier in one batch, and each face's scores are smoothed over its track.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from fer_edge.capture import Frame, ImageSource, open_source
+from fer_edge.errors import EdgeError, SourceError
+from fer_edge.overlay import draw
+from fer_edge.recognizer import EmotionRecognizer, Face
+from fer_edge.tracking import Tracker
+
+STAGES = ("capture", "detect", "classify", "output")
+
+
+@dataclass
+class LiveOptions:
+    source: str = "0"
+    detect_every: int = 1
+    smoothing: float = 0.6
+    save: Path | None = None
+    json_stdout: bool = False
+    json_file: Path | None = None
+    serve: str | None = None
+    show: bool | None = None
+    max_frames: int | None = None
+    reconnect: int = 5
+    backoff: float = 0.5
+    force: bool = False
+
+
+@dataclass
+class Stats:
+    frames: int = 0
+    faces: int = 0
+    detections: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    fps_now: float = 0.0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
+
+    def tick(self, frame_seconds: float) -> None:
+        self.frames += 1
+        now = 1.0 / frame_seconds if frame_seconds > 0 else 0.0
+        self.fps_now = now if self.frames == 1 else 0.9 * self.fps_now + 0.1 * now
+
+    def summary(self, dropped: int = 0) -> dict:
+        elapsed = time.perf_counter() - self.started
+        n = max(self.frames, 1)
+        return {
+            "frames": self.frames,
+            "dropped": dropped,
+            "faces": self.faces,
+            "seconds": round(elapsed, 2),
+            "mean_fps": round(self.frames / elapsed, 2) if elapsed > 0 else 0.0,
+            "latency_ms": {stage: round(1000 * s / n, 2) for stage, s in self.seconds.items()},
+        }
+
+
+def format_summary(s: dict) -> str:
+    lat = ", ".join(f"{k} {v:.1f}" for k, v in s["latency_ms"].items())
+    return (
+        f"summary: {s['frames']} frames ({s['dropped']} dropped), {s['faces']} faces, "
+        f"{s['mean_fps']:.1f} FPS mean over {s['seconds']:.1f} s; ms per frame: {lat}"
+    )
+
+
+class LivePipeline:
+    """Detect (every N frames), classify in one batch, track and smooth: one call per frame."""
+
+    def __init__(self, fer: EmotionRecognizer, detect_every: int = 1, smoothing: float = 0.6):
+        self.fer = fer
+        self.detect_every = max(1, detect_every)
+        self.tracker = Tracker(smoothing=smoothing, max_missed=max(5, 2 * self.detect_every))
+        self.count = 0
+
+    def step(self, image: np.ndarray, stats: Stats | None = None) -> list[Face]:
+        t0 = time.perf_counter()
+        if self.count % self.detect_every == 0 or not self.tracker.boxes():
+            boxes = self.fer.detect(image)
+            if stats:
+                stats.detections += 1
+        else:
+            boxes = self.tracker.boxes()
+        t1 = time.perf_counter()
+        probs = self.fer.classify(image, boxes)
+        tracks = self.tracker.update(boxes, probs)
+        smoothed = np.stack([t.scores for t in tracks]) if tracks else probs
+        faces = self.fer.faces(boxes, smoothed, tracks)
+        t2 = time.perf_counter()
+        if stats:
+            stats.add("detect", t1 - t0)
+            stats.add("classify", t2 - t1)
+            stats.faces += len(faces)
+        self.count += 1
+        return faces
+
+
+class Outputs:
+    """Where results go: a window, a saved video, JSON lines, the MJPEG preview. Files appear atomically."""
+
+    def __init__(self, options: LiveOptions, fps: float):
+        self.options = options
+        self.fps = fps if 1 <= fps <= 240 else 15.0
+        for path in (options.save, options.json_file):
+            if path is not None and Path(path).exists() and not options.force:
+                raise FileExistsError(f"{path}: output exists already; use --force to overwrite it")
+        if options.save is not None and Path(options.save).suffix.lower() not in (".mp4", ".avi", ".mkv"):
+            raise EdgeError(f"--save {options.save}: use a .mp4, .avi or .mkv file name")
+        self._writer = None
+        self._video_tmp: Path | None = None
+        self._size: tuple[int, int] | None = None
+        self.server = None
+        if options.serve:
+            from fer_edge.serve import PreviewServer
+
+            self.server = PreviewServer(options.serve)
+            print(f"preview: {self.server.url}", file=sys.stderr)
+        # Opened last: nothing after it can fail and leave its temporary file behind.
+        self._json_tmp: Path | None = None
+        self._json = self._open_json()
+        self.window = self._window_wanted()
+
+    def _open_json(self):
+        if self.options.json_file is not None:
+            self._json_tmp = _temp_beside(Path(self.options.json_file))
+            return open(self._json_tmp, "w", encoding="utf-8")
+        return sys.stdout if self.options.json_stdout else None
+
+    def _window_wanted(self) -> bool:
+        if self.options.show is False:
+            return False
+        has_display = bool(
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        ) or sys.platform in (
+            "win32",
+            "darwin",
+        )
+        return not (self.options.show is None and not has_display)
+
+    @property
+    def draws(self) -> bool:
+        return self.window or self.server is not None or self.options.save is not None
+
+    def write(self, frame: Frame, faces: list[Face], image: np.ndarray) -> bool:
+        """Send one frame's results everywhere; False when the user closed the window."""
+        if self._json is not None:
+            record = {
+                "frame": frame.index,
+                "time": round(frame.time, 3),
+                "faces": [f.to_dict() for f in faces],
+            }
+            self._json.write(json.dumps(record) + "\n")
+            if self._json is sys.stdout:
+                self._json.flush()
+        if self.options.save is not None:
+            self._save(image)
+        if self.server is not None:
+            self.server.publish(image)
+        if self.window:
+            return self._show(image)
+        return True
+
+    def _save(self, image: np.ndarray) -> None:
+        import cv2
+
+        if self._writer is None:
+            path = Path(self.options.save)
+            self._video_tmp = _temp_beside(path)
+            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+            self._size = (image.shape[1], image.shape[0])
+            self._writer = cv2.VideoWriter(str(self._video_tmp), fourcc, self.fps, self._size)
+            if not self._writer.isOpened():
+                raise EdgeError(f"--save {path}: OpenCV cannot write this video format here")
+        if (image.shape[1], image.shape[0]) != self._size:
+            image = cv2.resize(image, self._size)
+        self._writer.write(image)
+
+    def _show(self, image: np.ndarray) -> bool:
+        import cv2
+
+        try:
+            cv2.imshow("fer-edge", image)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as err:
+            self.window = False
+            if self.options.show:
+                raise EdgeError("--show: this OpenCV has no window support (opencv-python-headless)") from err
+            return True
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        """Finish every output; files move into place only now, complete."""
+        if self._writer is not None:
+            self._writer.release()
+            os.replace(self._video_tmp, self.options.save)
+            self._writer = None
+        if self._json_tmp is not None and self._json is not None:
+            self._json.close()
+            os.replace(self._json_tmp, self.options.json_file)
+            self._json = None
+        if self.server is not None:
+            self.server.close()
+        if self.window:
+            import cv2
+
+            cv2.destroyAllWindows()
+
+
+def _temp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the result from the user's other tools
+    return Path(tmp)
+
+
+def process(
+    fer: EmotionRecognizer,
+    frames: Iterable[Frame],
+    options: LiveOptions,
+    outputs: Outputs | None,
+    stats: Stats,
+) -> None:
+    """The loop itself; returns at the end of the source, at --max-frames or when the window closes."""
+    pipeline = LivePipeline(fer, options.detect_every, options.smoothing)
+    iterator = iter(frames)
+    while options.max_frames is None or stats.frames < options.max_frames:
+        t0 = time.perf_counter()
+        frame = next(iterator, None)
+        if frame is None:
+            return
+        t1 = time.perf_counter()
+        stats.add("capture", t1 - t0)
+        faces = pipeline.step(frame.image, stats)
+        t2 = time.perf_counter()
+        keep_going = True
+        if outputs is not None:
+            image = draw(frame.image.copy(), faces, stats.fps_now) if outputs.draws else frame.image
+            keep_going = outputs.write(frame, faces, image)
+        t3 = time.perf_counter()
+        stats.add("output", t3 - t2)
+        stats.tick(t3 - t0)
+        if not keep_going:
+            return
+
+
+def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
+    """`fer-edge run`: returns the exit status; prints the summary however the run ends."""
+    source = open_source(options.source, options.reconnect, options.backoff)
+    if isinstance(source, ImageSource):
+        # Separate photos are not a sequence: nothing to track or smooth across them.
+        options = replace(options, detect_every=1, smoothing=0.0)
+    stats = Stats()
+    outputs = None
+    failure: EdgeError | None = None
+    try:
+        outputs = Outputs(options, source.fps)
+        process(fer, source.frames(), options, outputs, stats)
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)  # Ctrl-C ends the run; outputs are still completed below
+    except SourceError as err:
+        failure = err
+    finally:
+        source.close()
+        if outputs is not None:
+            outputs.close()
+    print(format_summary(stats.summary(source.skipped)), file=sys.stderr)
+    if failure is not None:
+        raise failure
+    return 0

@@ -1,0 +1,127 @@
+"""Where the face detector's model file comes from, and `fer-edge models fetch` that downloads it.
+
+Lookup order: an explicit path (--detector-model), the FER_DETECTOR_MODEL environment variable, then
+the cache folder ($XDG_CACHE_HOME or ~/.cache, then fer-toolkit/models). Downloads are checked
+against a pinned SHA-256, so a changed or truncated file is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from fer_edge.errors import DetectorError, EdgeError
+
+ENV_MODEL = "FER_DETECTOR_MODEL"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+
+BLAZE_FACE = ModelFile(
+    name="blaze_face_short_range",
+    filename="blaze_face_short_range.tflite",
+    url=(
+        "https://storage.googleapis.com/mediapipe-models/face_detector/blaze_face_short_range/"
+        "float16/latest/blaze_face_short_range.tflite"
+    ),
+    sha256="b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f",
+    size=229746,
+)
+KNOWN = {BLAZE_FACE.name: BLAZE_FACE}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fer-toolkit" / "models"
+
+
+def find_detector_model(explicit: str | Path | None = None) -> Path | None:
+    """The BlazeFace model to use, or None when there is none anywhere (an explicit path must exist)."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise DetectorError(f"{path}: no such face detector model (--detector-model)")
+        return path
+    env = os.environ.get(ENV_MODEL)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise DetectorError(f"{path}: no such face detector model (from ${ENV_MODEL})")
+        return path
+    cached = cache_dir() / BLAZE_FACE.filename
+    return cached if cached.is_file() else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(
+    model: ModelFile = BLAZE_FACE,
+    dest_dir: Path | None = None,
+    url: str | None = None,
+    force: bool = False,
+    timeout: float = 30.0,
+    progress=None,
+) -> tuple[Path, bool]:
+    """Download `model` into the cache (or `dest_dir`); returns its path and whether it was downloaded.
+
+    A file already there with the pinned hash is kept. The download goes to a temporary file that
+    replaces the target only once its SHA-256 matches.
+    """
+    dest_dir = Path(dest_dir) if dest_dir else cache_dir()
+    target = dest_dir / model.filename
+    if target.is_file() and not force and sha256_of(target) == model.sha256:
+        return target, False
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{model.filename}.", suffix=".part", dir=dest_dir)
+    tmp_path = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _download(url or model.url, out, timeout, progress)
+        got = sha256_of(tmp_path)
+        if got != model.sha256:
+            raise EdgeError(
+                f"{url or model.url}: downloaded file has SHA-256 {got[:16]}..., "
+                f"expected {model.sha256[:16]}...; not using it"
+            )
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+    return target, True
+
+
+def _download(url: str, out, timeout: float, progress) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            if progress:
+                progress(0, total)
+            done = 0
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+    except urllib.error.HTTPError as err:
+        raise EdgeError(f"{url}: download failed (HTTP {err.code} {err.reason})") from err
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise EdgeError(f"{url}: download failed ({reason}); are you online?") from err

@@ -1,0 +1,146 @@
+"""The Python API an app embeds: a frame in, faces with boxes, labels and scores out.
+
+from fer_edge import EmotionRecognizer
+with EmotionRecognizer() as fer:              # the shipped model, the best detector that runs here
+    for face in fer(frame_bgr):
+        print(face.box, face.label, face.score)
+    fer(frame_rgb, color="rgb", boxes=[(x, y, w, h)])   # boxes found by your own detector
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fer_edge.boxes import Box, keep_largest
+from fer_edge.classifier import Classifier
+from fer_edge.crops import face_batch
+from fer_edge.errors import ModelError
+
+
+@dataclass
+class Face:
+    box: Box
+    label: str
+    score: float
+    scores: dict[str, float]
+    track: int | None = None
+
+    def to_dict(self) -> dict:
+        out = {"box": self.box.as_list(), "label": self.label, "score": round(self.score, 4)}
+        out["scores"] = {k: round(v, 4) for k, v in self.scores.items()}
+        out["detector_score"] = round(float(self.box.score), 4)
+        if self.track is not None:
+            out["track"] = self.track
+        return out
+
+
+def default_model() -> Path:
+    """The model shipped with the toolkit, or a ModelError saying that none is shipped."""
+    try:
+        from fer_models import DEFAULT_MODEL
+    except ImportError as err:
+        raise ModelError("no default model: the fer_models package is missing; pass --model PATH") from err
+    if not Path(DEFAULT_MODEL).is_file():
+        raise ModelError(f"no default model shipped yet ({DEFAULT_MODEL} is missing); pass --model PATH")
+    return Path(DEFAULT_MODEL)
+
+
+def as_boxes(boxes) -> list[Box]:
+    out = []
+    for b in boxes:
+        if isinstance(b, Box):
+            out.append(b)
+        else:
+            x, y, w, h = (float(v) for v in list(b)[:4])
+            out.append(Box(x, y, w, h))
+    return out
+
+
+class EmotionRecognizer:
+    """Detects faces in a frame (unless given boxes) and classifies them all in one batch.
+
+    model: a FER .tflite (default: the shipped one). detector: auto, mediapipe, blazeface, haar, or
+    None to require boxes on every call. max_faces keeps the largest faces; min_face drops boxes
+    smaller than that many pixels (too small to read an expression from).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Classifier | None = None,
+        detector: str | None = "auto",
+        detector_model: str | Path | None = None,
+        threads: int = 1,
+        margin: float = 0.1,
+        max_faces: int | None = None,
+        min_face: int = 16,
+        labels: str | Path | None = None,
+    ):
+        self.classifier = (
+            model if isinstance(model, Classifier) else Classifier(model or default_model(), threads, labels)
+        )
+        self.detector = None
+        self.detector_reason = ""
+        if detector is not None:
+            from fer_edge.detectors import make_detector
+
+            choice = make_detector(detector, detector_model, threads)
+            self.detector, self.detector_reason = choice.detector, choice.reason
+        self.margin = margin
+        self.max_faces = max_faces
+        self.min_face = min_face
+
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    def detect(self, frame: np.ndarray, color: str = "bgr") -> list[Box]:
+        if self.detector is None:
+            raise ValueError("this recognizer has no detector: pass boxes")
+        boxes = self.detector.detect(frame, rgb=color == "rgb")
+        return self.select(boxes)
+
+    def select(self, boxes: list[Box]) -> list[Box]:
+        boxes = [b for b in boxes if min(b.w, b.h) >= self.min_face]
+        return keep_largest(boxes, self.max_faces)
+
+    def classify(self, frame: np.ndarray, boxes: list[Box], color: str = "bgr") -> np.ndarray:
+        """Probabilities (N, classes) for the faces at `boxes`, in one batch."""
+        clf = self.classifier
+        crops = face_batch(frame, boxes, clf.input_size, clf.channels, self.margin, rgb=color == "rgb")
+        return clf.predict(crops)
+
+    def faces(self, boxes: list[Box], probs: np.ndarray, tracks=None) -> list[Face]:
+        out = []
+        for i, box in enumerate(boxes):
+            p = probs[i]
+            k = int(np.argmax(p))
+            scores = {name: float(v) for name, v in zip(self.labels, p, strict=True)}
+            out.append(Face(box, self.labels[k], float(p[k]), scores, tracks[i].id if tracks else None))
+        return out
+
+    def __call__(self, frame: np.ndarray, boxes=None, color: str = "bgr") -> list[Face]:
+        """Faces in a BGR (or `color="rgb"`) frame; `boxes` as (x, y, w, h) skip detection."""
+        if color not in ("bgr", "rgb"):
+            raise ValueError("color must be 'bgr' or 'rgb'")
+        frame = np.asarray(frame)
+        if frame.ndim not in (2, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be a uint8 image (H, W) or (H, W, 3), got {frame.dtype} {frame.shape}"
+            )
+        found = self.select(as_boxes(boxes)) if boxes is not None else self.detect(frame, color)
+        return self.faces(found, self.classify(frame, found, color))
+
+    process = __call__
+
+    def close(self) -> None:
+        if self.detector is not None:
+            self.detector.close()
+            self.detector = None
+
+    def __enter__(self) -> EmotionRecognizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

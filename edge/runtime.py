@@ -1,0 +1,44 @@
+"""The TFLite interpreter: LiteRT where it is installed, tflite-runtime where only that exists.
+
+LiteRT's default op resolver applies XNNPACK to float and quantized ops, so no delegate is named here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fer_edge.errors import ModelError
+
+
+def interpreter_class():
+    """The Interpreter class of the first runtime that imports."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as err:
+            raise ModelError(
+                "no TFLite runtime: install the edge extra (pip install 'fer-edge-toolkit[edge]')"
+            ) from err
+    return Interpreter
+
+
+def runtime_name() -> str:
+    module = interpreter_class().__module__
+    return module.split(".")[0]
+
+
+def load_interpreter(path: str | Path, threads: int = 1):
+    """An allocated interpreter for the model at `path`, or a ModelError saying why there is none."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    Interpreter = interpreter_class()
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: not a usable TFLite model ({reason})") from err
+    return interpreter

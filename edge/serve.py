@@ -1,0 +1,120 @@
+"""`--serve HOST:PORT`: an MJPEG preview a headless Pi can be watched through in a browser.
+
+`/` is a page with the stream, `/stream.mjpg` the stream itself, `/frame.jpg` the newest frame.
+Each client gets the newest frame when it is ready for one, so a slow client never slows the pipeline.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+
+from fer_edge.errors import EdgeError
+
+BOUNDARY = "ferframe"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise EdgeError(f"--serve {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return host or "127.0.0.1", int(port)
+
+
+class FrameHub:
+    """The newest JPEG, and a condition clients wait on for the next one."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._jpeg: bytes | None = None
+        self._seq = 0
+        self.closed = False
+
+    def publish(self, jpeg: bytes) -> None:
+        with self._cond:
+            self._jpeg, self._seq = jpeg, self._seq + 1
+            self._cond.notify_all()
+
+    def wait(self, after: int, timeout: float = 5.0) -> tuple[int, bytes | None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq != after or self.closed, timeout)
+            return self._seq, self._jpeg
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+def _handler(hub: FrameHub):
+    page = resources.files("fer_edge").joinpath("preview.html").read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # no per-request lines in the user's terminal
+            pass
+
+        def do_GET(self) -> None:
+            if self.path in ("/", "/index.html"):
+                self._send(200, "text/html; charset=utf-8", page)
+            elif self.path.startswith("/frame.jpg"):
+                _, jpeg = hub.wait(-1, 0)
+                self._send(200, "image/jpeg", jpeg) if jpeg else self._send(
+                    503, "text/plain", b"no frame yet\n"
+                )
+            elif self.path.startswith("/stream.mjpg"):
+                self._stream()
+            else:
+                self._send(404, "text/plain", b"not found\n")
+
+        def _send(self, code: int, kind: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _stream(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            seq = 0
+            try:
+                while not hub.closed:
+                    seq, jpeg = hub.wait(seq)
+                    if jpeg is None:
+                        continue
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                    self.wfile.write(head.encode() + jpeg + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the viewer closed the page
+
+    return Handler
+
+
+class PreviewServer:
+    def __init__(self, address: str):
+        host, port = parse_address(address)
+        self.hub = FrameHub()
+        try:
+            self._server = ThreadingHTTPServer((host, port), _handler(self.hub))
+        except OSError as err:
+            raise EdgeError(f"--serve {address}: cannot listen there ({err.strerror or err})") from err
+        self._server.daemon_threads = True
+        self.url = f"http://{host}:{self._server.server_address[1]}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fer-serve", daemon=True)
+        self._thread.start()
+
+    def publish(self, frame) -> None:
+        import cv2
+
+        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok:
+            self.hub.publish(jpeg.tobytes())
+
+    def close(self) -> None:
+        self.hub.close()
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,177 @@
+"""`fer-export`: turn a trained Keras model into verified, self-describing TFLite models.
+
+    fer-export quantize --model runs/cnn/model.keras --mode all --rep-data ../shared/fer2013 \\
+        --eval-data ../shared/fer2013 --out export/cnn
+    fer-export inspect export/cnn/fer_cnn_int8.tflite
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
+
+app = typer.Typer(
+    help=(
+        "Export a trained FER Keras model to TFLite (fp32, fp16, dynamic-range, int8) with labels, "
+        "input spec and normalization embedded as TFLite metadata, check every model against Keras, "
+        "and report what each variant costs in size, accuracy and latency."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+DATA_HELP = "FER2013 as the Kaggle CSV (emotion,pixels,Usage) or a folder of <split>/<class>/*.jpg."
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guarded(run):
+    """Run a command, turning every expected failure into one line and a non-zero exit."""
+    from fer_export import ConversionError, ExportError, ModelFileError
+    from fer_export.litert_quantizer import QuantizerUnavailable
+    from fer_train.data import DataError
+
+    try:
+        return run()
+    except KeyboardInterrupt:
+        _fail("interrupted; outputs written so far are complete, the rest were not written", 130)
+    except (ExportError, DataError, ModelFileError, ConversionError, QuantizerUnavailable) as e:
+        _fail(str(e))
+    except (FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError) as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}".lstrip(": "))
+
+
+@app.command()
+def quantize(
+    model: Path = typer.Option(
+        ..., "--model", help="The trained Keras model (.keras) taking 48x48x1 raw pixels."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for the .tflite files, cards, labels.txt and the report."
+    ),
+    mode: str = typer.Option(
+        "all", help="fp32, fp16, dynamic, int8, a comma list of them, or all (the four variants)."
+    ),
+    rep_data: Path = typer.Option(
+        None, "--rep-data", help=f"Representative (calibration) data for int8. {DATA_HELP}"
+    ),
+    rep_split: str = typer.Option("train", help="Split of --rep-data to calibrate on."),
+    rep_samples: int = typer.Option(
+        500, min=1, help="Calibration faces, drawn evenly across the seven classes."
+    ),
+    eval_data: Path = typer.Option(
+        None, "--eval-data", help=f"Data for accuracy, macro-F1 and agreement in the report. {DATA_HELP}"
+    ),
+    eval_split: str = typer.Option("test", help="Split of --eval-data to evaluate on (test = PublicTest)."),
+    eval_samples: int = typer.Option(
+        0, min=0, help="Evaluate on a random subset of this size (0: the whole split)."
+    ),
+    name: str = typer.Option(
+        None, help="Model name in file names and metadata (default: the Keras model's name)."
+    ),
+    io_type: str = typer.Option(
+        "int8", help="int8 variant's input and output type: int8 (pixel - 128), uint8 (the pixel) or float32."
+    ),
+    quantizer: str = typer.Option(
+        "converter",
+        help="int8 path: converter (tf.lite.TFLiteConverter) or litert (litert-quantizer, static_wi8_ai8).",
+    ),
+    compare_quantizers: bool = typer.Option(
+        True, help="Also export int8 with the other quantizer (file suffix _litert/_converter) and compare."
+    ),
+    mobile: bool = typer.Option(
+        False,
+        "--mobile",
+        help="Also export RGB-input variants (*_rgb.tflite) for MediaPipe Tasks on Android/iOS.",
+    ),
+    threads: int = typer.Option(1, min=1, help="Interpreter threads for the latency measurement."),
+    tolerance: float = typer.Option(
+        None, help="Override every variant's tolerance on the mean |probability difference| to Keras."
+    ),
+    seed: int = typer.Option(0, help="Seed for the representative and eval subsets."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Leave unreadable images and malformed rows out."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in --out."),
+):
+    """Export the model in every requested variant, verify each against Keras, and write the export report.
+
+    Writes <name>_<variant>.tflite with a <name>_<variant>.json card beside it, labels.txt and
+    export_report.md/.json into --out. A variant that disagrees with the Keras model beyond its tolerance is
+    not written, is marked FAILED in the report, and makes the command exit with status 1.
+    """
+    from fer_export import quantize as q
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    def run():
+        opts = q.Options(
+            model=model,
+            out=out,
+            modes=q.parse_modes(mode),
+            rep_data=rep_data,
+            rep_split=rep_split,
+            rep_samples=rep_samples,
+            eval_data=eval_data,
+            eval_split=eval_split,
+            eval_samples=eval_samples,
+            name=name,
+            io_type=io_type,
+            quantizer=quantizer,
+            compare_quantizers=compare_quantizers,
+            mobile=mobile,
+            threads=threads,
+            tolerance=tolerance,
+            force=force,
+            seed=seed,
+            skip_bad=skip_bad,
+        )
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            return q.run(
+                opts, log=lambda m: console.print(m, highlight=False, soft_wrap=True), progress=progress
+            )
+
+    report = _guarded(run)
+    console.print(f"report: {out / (q.REPORT_NAME + '.md')}", highlight=False)
+    failed = [v["file"] for v in report["variants"] if v["status"] != "ok"]
+    if failed:
+        _fail(
+            f"{len(failed)} variant(s) failed and were not written: {', '.join(failed)} (see the report)", 1
+        )
+
+
+@app.command()
+def inspect(
+    model: Path = typer.Argument(..., help="A .tflite file."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
+):
+    """Show what a .tflite says about itself: model card, TFLite metadata, tensors and associated files."""
+    from fer_export.inspect_model import describe, to_text
+
+    info = _guarded(lambda: describe(model))
+    print(json.dumps(info, indent=2) if as_json else to_text(info))
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `fer-export inspect ... | head`
+        sys.stderr.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""`fer-export inspect`: everything a .tflite says about itself, read the way an app would read it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from fer_export.model_file import ModelFileError, check_tflite, read_card, read_files, read_metadata
+
+
+def describe(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    model = path.read_bytes()
+    try:
+        check_tflite(model)
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    metadata = read_metadata(model)
+    return {
+        "file": str(path),
+        "size_bytes": len(model),
+        "tensors": _tensors(model, path),
+        "card": read_card(model),
+        "tflite_metadata": None if metadata is None else asdict(metadata),
+        "associated_files": {name: len(data) for name, data in read_files(model).items()},
+    }
+
+
+def _tensors(model: bytes, path: Path) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_content=model)
+    except (ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: the interpreter cannot load it ({str(e).splitlines()[0]})") from None
+
+    def one(d: dict) -> dict:
+        scale, zero = d["quantization"]
+        return {
+            "name": d["name"],
+            "shape": [int(x) for x in d["shape_signature"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None,
+        }
+
+    return {
+        "inputs": [one(d) for d in interpreter.get_input_details()],
+        "outputs": [one(d) for d in interpreter.get_output_details()],
+    }
+
+
+def to_text(info: dict) -> str:
+    lines = [f"{info['file']} ({info['size_bytes'] / 1024:.0f} KiB)"]
+    for kind in ("inputs", "outputs"):
+        for t in info["tensors"][kind]:
+            q = t["quantization"]
+            quant = f", scale {q['scale']:g}, zero point {q['zero_point']}" if q else ""
+            lines.append(f"  {kind[:-1]} {t['name']}: {t['shape']} {t['dtype']}{quant}")
+    card = info["card"]
+    if card:
+        spec = card["input"]
+        lines.append(f"  model card: {card['name']} ({card['variant']}), labels: {', '.join(card['labels'])}")
+        lines.append(
+            f"  input: {spec['height']}x{spec['width']}x{spec['channels']} {spec['color']} {spec['dtype']}, "
+            f"range {spec['range']}; {spec['normalization']}"
+        )
+    else:
+        lines.append("  model card: none (no fer_model.json inside)")
+    md = info["tflite_metadata"]
+    if md:
+        lines.append(
+            f"  TFLite metadata: {md['name']!r} v{md['version']}, parser >= {md['min_parser_version']}"
+        )
+        for t in md["inputs"]:
+            lines.append(
+                f"    input {t['name']}: {t['image_color']} {t['image_size']}, "
+                f"mean {t['mean']}, std {t['std']}"
+            )
+        for t in md["outputs"]:
+            files = ", ".join(f["name"] for f in t["associated_files"])
+            lines.append(f"    output {t['name']}: labels in {files or 'none'}")
+    else:
+        lines.append("  TFLite metadata: none")
+    files = ", ".join(f"{k} ({v} B)" for k, v in info["associated_files"].items()) or "none"
+    lines.append(f"  associated files: {files}")
+    return "\n".join(lines)

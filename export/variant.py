@@ -1,0 +1,235 @@
+"""Export one variant: convert, describe, verify against Keras, then write atomically.
+
+`export_variant` is the public entry point (re-exported as `fer_export.export_variant`);
+`build_variant` does everything but the write, for callers (the CLI) that report on failures.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from fer_export import card as cards
+from fer_export.convert import IO_TYPES, MODES, as_model_input, convert
+from fer_export.model_file import CARD_FILE, LABELS_FILE, embed
+from fer_export.runtime import TFLiteRunner
+from fer_export.verify import TOLERANCES, Check, Tolerance, VerificationError, compare
+from fer_train.files import refuse_overwrite, write_bytes
+from fer_train.spec import CHANNELS, CLASSES, IMAGE_SIZE
+
+VERIFY_SAMPLES = 256
+
+
+class ExportError(ValueError):
+    """Bad input to export (model file, model shape, data); the message is one line."""
+
+
+@dataclass
+class Exported:
+    variant: str
+    model: bytes
+    card: dict
+    check: Check
+    keras_probs: np.ndarray = field(repr=False)
+    tflite_probs: np.ndarray = field(repr=False)
+
+
+def load_keras_model(path: str | os.PathLike):
+    """Load a .keras (or legacy .h5) model, turning every failure into ExportError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such model file")
+    if path.suffix.lower() not in (".keras", ".h5"):
+        raise ExportError(f"{path}: not a Keras model file (expected .keras or .h5)")
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a damaged file
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{path}: not a loadable Keras model ({reason})") from None
+
+
+def check_model(keras_model, labels: list[str]) -> None:
+    """The model must take 48x48x1 faces and give one probability per label."""
+    inputs = getattr(keras_model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise ExportError(f"the model has {len(inputs)} inputs; expected one 48x48x1 image input")
+    shape = tuple(inputs[0].shape[1:])
+    if shape != (IMAGE_SIZE, IMAGE_SIZE, CHANNELS):
+        raise ExportError(
+            f"the model's input is {_shape(shape)}; expected {IMAGE_SIZE}x{IMAGE_SIZE}x{CHANNELS} faces"
+        )
+    classes = keras_model.outputs[0].shape[-1]
+    if classes != len(labels):
+        raise ExportError(f"the model outputs {classes} classes but {len(labels)} labels were given")
+
+
+def _shape(shape: tuple) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def check_images(images: np.ndarray | None, what: str) -> np.ndarray | None:
+    """uint8-compatible faces shaped (N, 48, 48) or (N, 48, 48, 1); ExportError otherwise."""
+    if images is None:
+        return None
+    x = np.asarray(images)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim != 3 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ExportError(
+            f"{what} has shape {x.shape}; expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}) grayscale faces"
+        )
+    if len(x) == 0:
+        raise ExportError(f"{what} is empty")
+    if x.dtype != np.uint8 and (x.min() < 0 or x.max() > 255):
+        raise ExportError(f"{what} holds values outside 0-255; export wants raw pixel values")
+    return x.astype(np.uint8)
+
+
+def default_verify_images(n: int = 64, seed: int = 0) -> np.ndarray:
+    """Deterministic face-like test inputs (smooth blobs over the full 0-255 range) when no data is given."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, size=(n, 6, 6))
+    faces = np.kron(coarse, np.ones((8, 8)))  # 6x6 blocks blown up to 48x48: low-frequency content
+    faces += rng.normal(0, 12, size=faces.shape)
+    return np.clip(faces, 0, 255).astype(np.uint8)
+
+
+def to_rgb_model(keras_model):
+    """Wrap a grayscale model so it takes RGB: a fixed 1x1 convolution with BT.601 luma weights in front.
+
+    A Conv2D (not a Lambda) keeps the graph plain TFLite builtins that quantize cleanly, and weights
+    summing to 1 make gray pixels (R = G = B) give exactly the grayscale model's answer.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="pixels_rgb")
+    to_gray = layers.Conv2D(1, 1, use_bias=False, trainable=False, name="rgb_to_gray")
+    gray = to_gray(inputs)
+    to_gray.set_weights([np.array([0.299, 0.587, 0.114], np.float32).reshape(1, 1, 3, 1)])
+    return keras.Model(inputs, keras_model(gray), name=f"{keras_model.name}_rgb")
+
+
+def build_variant(
+    keras_model,
+    mode: str,
+    rep_images: np.ndarray | None = None,
+    labels: list[str] | None = None,
+    name: str | None = None,
+    io_type: str = "int8",
+    verify_images: np.ndarray | None = None,
+    tolerance: Tolerance | None = None,
+    source: dict | None = None,
+    mobile: bool = False,
+    converted: bytes | None = None,
+) -> Exported:
+    """Convert, embed metadata and verify one variant in memory; raises VerificationError on a mismatch.
+
+    `converted` lets a caller supply TFLite bytes made by another quantizer; they get the same
+    metadata and the same check.
+    """
+    labels = list(labels or CLASSES)
+    if mode not in MODES:
+        raise ExportError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    if io_type not in IO_TYPES:
+        raise ExportError(f"unknown input/output type {io_type!r}: use one of {', '.join(IO_TYPES)}")
+    check_model(keras_model, labels)
+    rep = check_images(rep_images, "the representative dataset")
+    if mode == "int8" and rep is None:
+        raise ExportError("int8 needs a representative dataset (--rep-data)")
+    verify = check_images(verify_images, "the verification data")
+    if verify is None:
+        verify = rep[:VERIFY_SAMPLES] if rep is not None else default_verify_images()
+    target = to_rgb_model(keras_model) if mobile else keras_model
+    channels = 3 if mobile else CHANNELS
+
+    def widen(x: np.ndarray) -> np.ndarray:
+        return np.repeat(x[..., None], channels, axis=-1) if mobile else x
+
+    if converted is None:
+        converted = convert(target, mode, None if rep is None else widen(rep), io_type)
+    runner = TFLiteRunner(converted)
+    card = cards.model_card(
+        name=name or keras_model.name,
+        variant=mode,
+        labels=labels,
+        channels=channels,
+        input_dtype=runner.input_dtype,
+        output_dtype=runner.output_dtype,
+        source=_source(keras_model, mode, io_type, rep, mobile, source),
+    )
+    model = embed(
+        converted,
+        cards.tflite_metadata(card),
+        {LABELS_FILE: cards.labels_text(labels), CARD_FILE: _json_bytes(card)},
+    )
+    # The check runs on the final bytes, metadata included, so a damaged rewrite cannot slip through.
+    reference = keras_model.predict(as_model_input(verify), batch_size=256, verbose=0)
+    exported_probs = TFLiteRunner(model).predict(widen(verify))
+    check = compare(np.asarray(reference), exported_probs, tolerance or TOLERANCES[mode])
+    result = Exported(mode, model, card, check, np.asarray(reference), exported_probs)
+    if not check.passed:
+        error = VerificationError(mode, check)
+        error.exported = result
+        raise error
+    return result
+
+
+def _source(keras_model, mode: str, io_type: str, rep, mobile: bool, extra: dict | None) -> dict:
+    import tensorflow as tf
+
+    source = {
+        "keras_model": keras_model.name,
+        "parameters": int(keras_model.count_params()),
+        "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__})",
+        "quantization": {
+            "fp32": "none",
+            "fp16": "float16 weights",
+            "dynamic": "dynamic-range: int8 weights, activations quantized at run time",
+            "int8": f"full-integer post-training quantization, {io_type} input and output",
+        }[mode],
+        "representative_samples": 0 if rep is None else int(len(rep)),
+        "mobile_rgb": mobile,
+    }
+    source.update(extra or {})
+    return source
+
+
+def _json_bytes(obj: dict) -> bytes:
+    import json
+
+    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
+
+
+def export_variant(
+    keras_model,
+    mode: str,
+    out_path: str | os.PathLike,
+    rep_images: np.ndarray | None = None,
+    labels: list[str] | None = None,
+    name: str | None = None,
+    io_type: str = "int8",
+    verify_images: np.ndarray | None = None,
+    tolerance: Tolerance | None = None,
+    source: dict | None = None,
+    mobile: bool = False,
+    force: bool = False,
+) -> Path:
+    """Export `keras_model` (a keras.Model or a .keras path) as a self-describing, verified .tflite.
+
+    Raises ExportError for bad input, FileExistsError when `out_path` exists and not `force`,
+    ConversionError when the converter fails and VerificationError when the result disagrees with
+    the Keras model beyond the variant's tolerance; nothing is written in those cases.
+    """
+    out_path = Path(out_path)
+    refuse_overwrite(out_path, force)
+    if isinstance(keras_model, (str, os.PathLike)):
+        keras_model = load_keras_model(keras_model)
+    exported = build_variant(
+        keras_model, mode, rep_images, labels, name, io_type, verify_images, tolerance, source, mobile
+    )
+    return write_bytes(out_path, exported.model)

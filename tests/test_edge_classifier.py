@@ -1,0 +1,134 @@
+"""The Classifier on real .tflite files run by the real LiteRT interpreter."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import synthetic_faces
+from edge_helpers import convert, model_json, tiny_models, write_model
+from fer_edge.classifier import Classifier, ModelError
+from fer_train.spec import CLASSES
+
+
+@pytest.fixture(scope="module")
+def models():
+    return tiny_models()
+
+
+@pytest.fixture(scope="module")
+def faces_and_reference(models):
+    images, _ = synthetic_faces(per_class=3, seed=2)
+    reference = models["keras"].predict(images[..., None].astype("float32"), verbose=0)
+    return images, reference
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_predicts_what_keras_predicts(models, faces_and_reference, variant):
+    images, reference = faces_and_reference
+    clf = Classifier(models[variant])
+    probs = clf.predict(images)
+    assert probs.shape == (len(images), len(CLASSES)) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=0.03)
+    tolerance = 1e-4 if variant == "fp32" else 0.08
+    assert np.abs(probs - reference).max() < tolerance
+    agreement = (probs.argmax(1) == reference.argmax(1)).mean()
+    assert agreement >= (1.0 if variant == "fp32" else 0.8)
+
+
+def test_reads_its_description_from_the_model(models):
+    clf = Classifier(models["int8"], threads=2)
+    assert clf.labels == list(CLASSES)
+    assert (clf.input_size, clf.channels, clf.variant) == (48, 1, "int8")
+    assert clf.input_dtype == np.int8
+    assert Classifier(models["fp32"]).variant == "fp32"
+
+
+def test_batches_of_any_size_give_the_same_answers(models):
+    images, _ = synthetic_faces(per_class=1, seed=5)
+    clf = Classifier(models["int8"])
+    together = clf.predict(images)
+    one_by_one = np.concatenate([clf.predict(images[i : i + 1]) for i in range(len(images))])
+    assert np.allclose(together, one_by_one, atol=1e-6)
+    assert clf.predict(images[:0]).shape == (0, len(CLASSES))
+    assert np.allclose(clf.predict(images[:3]), together[:3], atol=1e-6)
+
+
+def test_takes_colour_channels_and_other_sizes(models):
+    import cv2
+
+    images, _ = synthetic_faces(per_class=1, seed=6)
+    clf = Classifier(models["fp32"])
+    gray = clf.predict(images)
+    bgr = np.stack([cv2.cvtColor(f, cv2.COLOR_GRAY2RGB) for f in images])
+    assert np.allclose(clf.predict(bgr), gray, atol=1e-3)
+    big = np.stack([cv2.resize(f, (96, 96), interpolation=cv2.INTER_NEAREST) for f in images])
+    assert (clf.predict(big).argmax(1) == gray.argmax(1)).mean() >= 0.8
+
+
+def test_uint8_input_model_is_fed_the_pixels_themselves(models, tmp_path):
+    path = write_model(tmp_path / "u8.tflite", convert(models["keras"], "uint8"), model_json("uint8"))
+    images, _ = synthetic_faces(per_class=2, seed=2)
+    clf = Classifier(path)
+    assert clf.input_dtype == np.uint8
+    assert (
+        clf.predict(images).argmax(1) == Classifier(models["int8"]).predict(images).argmax(1)
+    ).mean() >= 0.9
+
+
+def test_labels_from_labels_txt_or_a_file_when_no_json(models, tmp_path):
+    flatbuffer = _flatbuffer(models["fp32"])
+    with_txt = write_model(tmp_path / "txt.tflite", flatbuffer, meta=None, labels_txt=True)
+    assert Classifier(with_txt).labels == list(CLASSES)
+    plain = write_model(tmp_path / "plain.tflite", flatbuffer, meta=None, labels_txt=False)
+    with pytest.raises(ModelError, match="--labels"):
+        Classifier(plain)
+    names = tmp_path / "labels.txt"
+    names.write_text("\n".join(c.upper() for c in CLASSES) + "\n")
+    assert Classifier(plain, labels=names).labels[0] == "ANGRY"
+    names.write_text("a\nb\n")
+    with pytest.raises(ModelError, match="2 labels for 7"):
+        Classifier(plain, labels=names)
+
+
+def test_bad_model_files_give_one_line_errors(models, tmp_path):
+    with pytest.raises(ModelError, match="no such model file"):
+        Classifier(tmp_path / "missing.tflite")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer at all" * 10)
+    with pytest.raises(ModelError, match="not a usable TFLite model"):
+        Classifier(junk)
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(_flatbuffer(models["fp32"])[:2000])
+    with pytest.raises(ModelError) as info:
+        Classifier(truncated)
+    assert "\n" not in str(info.value)
+    bad_json = tmp_path / "badjson.tflite"
+    bad_json.write_bytes(_flatbuffer(models["fp32"]))
+    with zipfile.ZipFile(bad_json, "a") as archive:
+        archive.writestr("fer_model.json", "{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        Classifier(bad_json)
+
+
+def test_wrong_shape_model_is_refused(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((10,))
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(inputs))
+    path = tmp_path / "dense.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("fer_model.json", json.dumps(model_json("fp32")))
+    with pytest.raises(ModelError, match="input shape"):
+        Classifier(path)
+
+
+def _flatbuffer(path) -> bytes:
+    """The model without its packed files: the bytes before the zip archive."""
+    data = path.read_bytes()
+    start = data.find(b"PK\x03\x04")
+    return data[:start] if start > 0 else data

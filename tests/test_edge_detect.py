@@ -1,0 +1,217 @@
+"""Face detectors on FER2013 faces pasted on a textured canvas, and the detector model's lookup and fetch."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import statistics
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edge_helpers import iou, paste_faces, shared_faces, textured_canvas
+from fer_edge.blazeface import BlazeFaceDetector, ssd_anchors, weighted_nms
+from fer_edge.detectors import haar_unavailable, make_detector, mediapipe_unavailable
+from fer_edge.errors import DetectorError, EdgeError
+from fer_edge.model_files import BLAZE_FACE, cache_dir, fetch, find_detector_model
+
+# Three faces of different sizes, far enough apart: (x, y, side) on a 640x480 canvas.
+PLACES = [(20, 40, 220), (300, 20, 180), (400, 250, 200)]
+
+
+@pytest.fixture(scope="module")
+def blaze_model(shared) -> Path:
+    return shared / "models" / "blaze_face_short_range.tflite"
+
+
+@pytest.fixture(scope="module")
+def frames(shared):
+    """Frames of three pasted faces each, faces taken in turn from every class."""
+    faces = [f for _, f in shared_faces(shared, per_class=3)]
+    out = []
+    for i in range(0, len(faces) - 2, 3):
+        out.append(paste_faces(textured_canvas(seed=i), faces[i : i + 3], PLACES))
+    return out
+
+
+def _score(boxes_per_frame) -> tuple[float, float]:
+    """(recall, precision) of detections against the pasted faces, a hit being IoU > 0.4."""
+    truth = [(x, y, s, s) for x, y, s in PLACES]
+    found = sum(any(iou(b.as_list(), t) > 0.4 for b in boxes) for boxes in boxes_per_frame for t in truth)
+    correct = sum(any(iou(b.as_list(), t) > 0.4 for t in truth) for boxes in boxes_per_frame for b in boxes)
+    total = sum(len(boxes) for boxes in boxes_per_frame)
+    return found / (len(truth) * len(boxes_per_frame)), correct / max(total, 1)
+
+
+def test_anchors_are_mediapipes_896():
+    anchors = ssd_anchors()
+    assert anchors.shape == (896, 2)
+    assert np.allclose(anchors[0], [0.5 / 16, 0.5 / 16]) and np.allclose(anchors[1], anchors[0])
+    assert np.allclose(anchors[512], [0.5 / 8, 0.5 / 8]) and np.allclose(anchors[512:518], anchors[512])
+    assert anchors.min() > 0 and anchors.max() < 1
+
+
+def test_weighted_nms_merges_overlaps_by_score():
+    corners = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=np.float32)
+    kept = weighted_nms(corners, np.array([0.9, 0.3, 0.8], dtype=np.float32))
+    assert len(kept) == 2
+    (box, score), (other, _) = kept
+    assert score == pytest.approx(0.9) and 0 < box[0] < 1 and np.allclose(other, [50, 50, 60, 60])
+
+
+def test_blazeface_finds_pasted_faces(blaze_model, frames):
+    detector = BlazeFaceDetector(blaze_model)
+    recall, precision = _score([detector.detect(f) for f in frames])
+    assert precision >= 0.9
+    assert recall >= 0.6
+    assert detector.detect(textured_canvas(seed=99)) == []
+    assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
+
+
+def test_blazeface_boxes_follow_the_frame_shape(blaze_model, shared):
+    """Letterboxing is undone: the same face found in a tall and a wide frame at its place in each."""
+    face = shared_faces(shared, per_class=1)[3][1]
+    detector = BlazeFaceDetector(blaze_model)
+    for h, w, place in ((480, 640, (300, 120, 220)), (640, 360, (60, 300, 220))):
+        frame = paste_faces(textured_canvas(h, w, seed=3), [face], [place])
+        boxes = detector.detect(frame)
+        assert boxes and iou(boxes[0].as_list(), (place[0], place[1], place[2], place[2])) > 0.4
+        rgb = detector.detect(frame[..., ::-1].copy(), rgb=True)
+        assert iou(rgb[0].as_list(), boxes[0].as_list()) > 0.95
+
+
+def test_blazeface_rejects_a_model_that_is_not_blazeface(tmp_path, shared):
+    with pytest.raises(DetectorError):
+        BlazeFaceDetector(tmp_path / "missing.tflite")
+    # The face landmarker bundle is a zip of other models, not BlazeFace.
+    with pytest.raises(DetectorError):
+        BlazeFaceDetector(shared / "models" / "face_landmarker.task")
+
+
+@pytest.mark.skipif(
+    mediapipe_unavailable() is not None, reason=f"mediapipe cannot run: {mediapipe_unavailable()}"
+)
+def test_mediapipe_and_our_blazeface_agree(blaze_model, frames):
+    from fer_edge.detectors import MediaPipeDetector
+
+    ours = BlazeFaceDetector(blaze_model)
+    theirs = MediaPipeDetector(blaze_model)
+    try:
+        overlaps = []
+        for frame in frames:
+            a, b = ours.detect(frame), theirs.detect(frame)
+            # Near the 0.5 threshold the two may differ by a face; confident faces must be in both.
+            for x, others in ((x, b) for x in a if x.score >= 0.6):
+                overlaps.append(max([iou(x.as_list(), y.as_list()) for y in others] + [0.0]))
+            for y in (y for y in b if y.score >= 0.6):
+                assert max(iou(y.as_list(), x.as_list()) for x in a) > 0.5
+        recall, precision = _score([theirs.detect(f) for f in frames])
+    finally:
+        theirs.close()
+    assert overlaps and statistics.median(overlaps) > 0.85
+    assert precision >= 0.9 and recall >= 0.6
+
+
+@pytest.mark.skipif(haar_unavailable() is not None, reason=f"haar cannot run: {haar_unavailable()}")
+def test_haar_finds_pasted_faces(frames):
+    from fer_edge.detectors import HaarDetector
+
+    recall, _ = _score([HaarDetector().detect(f) for f in frames])
+    assert recall >= 0.5
+
+
+def test_auto_says_what_it_chose_and_why(blaze_model):
+    choice = make_detector("auto", blaze_model)
+    try:
+        assert choice.detector.name in ("mediapipe", "blazeface")
+        assert choice.reason
+        if mediapipe_unavailable() is not None:
+            assert choice.detector.name == "blazeface" and mediapipe_unavailable() in choice.reason
+    finally:
+        choice.detector.close()
+    assert make_detector("blazeface", blaze_model).detector.name == "blazeface"
+
+
+def test_no_model_anywhere_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FER_DETECTOR_MODEL", raising=False)
+    with pytest.raises(DetectorError, match="models fetch"):
+        make_detector("blazeface")
+    if haar_unavailable() is None:
+        assert make_detector("auto").detector.name == "haar"
+    else:
+        with pytest.raises(DetectorError, match="models fetch"):
+            make_detector("auto")
+    with pytest.raises(DetectorError, match="unknown detector"):
+        make_detector("yolo")
+
+
+def test_model_lookup_order(tmp_path, monkeypatch, blaze_model):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FER_DETECTOR_MODEL", raising=False)
+    assert find_detector_model() is None
+    cached = cache_dir() / BLAZE_FACE.filename
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(blaze_model.read_bytes())
+    assert find_detector_model() == cached
+    monkeypatch.setenv("FER_DETECTOR_MODEL", str(blaze_model))
+    assert find_detector_model() == blaze_model
+    assert find_detector_model(cached) == cached
+    with pytest.raises(DetectorError, match="no such face detector model"):
+        find_detector_model(tmp_path / "nope.tflite")
+    monkeypatch.setenv("FER_DETECTOR_MODEL", str(tmp_path / "gone.tflite"))
+    with pytest.raises(DetectorError, match="FER_DETECTOR_MODEL"):
+        find_detector_model()
+
+
+def test_pinned_hash_is_the_shared_models(blaze_model):
+    assert hashlib.sha256(blaze_model.read_bytes()).hexdigest() == BLAZE_FACE.sha256
+    assert blaze_model.stat().st_size == BLAZE_FACE.size
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving a folder; yields (folder, base URL)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_fetch_downloads_and_checks_the_hash(http_folder, blaze_model, tmp_path, monkeypatch):
+    folder, base = http_folder
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (folder / BLAZE_FACE.filename).write_bytes(blaze_model.read_bytes())
+    url = f"{base}/{BLAZE_FACE.filename}"
+    path, downloaded = fetch(url=url)
+    assert downloaded and path == cache_dir() / BLAZE_FACE.filename
+    assert path.read_bytes() == blaze_model.read_bytes()
+    assert find_detector_model() == path
+    assert fetch(url=url) == (path, False)
+    assert BlazeFaceDetector(path).detect(textured_canvas()) == []
+
+
+def test_fetch_refuses_a_wrong_file_and_leaves_nothing(http_folder, tmp_path):
+    folder, base = http_folder
+    (folder / "evil.tflite").write_bytes(b"x" * 5000)
+    dest = tmp_path / "dest"
+    with pytest.raises(EdgeError, match="SHA-256"):
+        fetch(dest_dir=dest, url=f"{base}/evil.tflite")
+    assert list(dest.iterdir()) == []
+    with pytest.raises(EdgeError, match="HTTP 404"):
+        fetch(dest_dir=dest, url=f"{base}/missing.tflite")
+    with pytest.raises(EdgeError, match="download failed"):
+        fetch(dest_dir=dest, url="http://127.0.0.1:9/blaze.tflite", timeout=2)
+    assert list(dest.iterdir()) == []

@@ -1,0 +1,162 @@
+"""`fer-edge predict` and the embeddable API, on FER2013 faces from ../shared and real models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from edge_helpers import iou, paste_faces, shared_faces, textured_canvas, tiny_models
+from fer_edge import EmotionRecognizer
+from fer_edge.classifier import Classifier
+from fer_edge.cli import app
+from fer_edge.errors import ModelError
+from fer_train.spec import CLASSES
+from typer.testing import CliRunner
+
+PLACES = [(20, 40, 220), (300, 20, 180), (400, 250, 200)]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return tiny_models()
+
+
+@pytest.fixture
+def env(shared, monkeypatch, tmp_path):
+    """Detector model from the environment, as on a device after `models fetch`."""
+    monkeypatch.setenv("FER_DETECTOR_MODEL", str(shared / "models" / "blaze_face_short_range.tflite"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return shared
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_predict_crops_json_matches_the_classifier(env, models):
+    folder = env / "fer2013" / "test" / "happy"
+    result = invoke("predict", folder, "--crops", "--json", "--model", models["int8"])
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    files = sorted(folder.glob("*.jpg"))
+    assert [r["path"] for r in records] == [str(f) for f in files]
+    faces = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files[:20]])
+    probs = Classifier(models["int8"]).predict(faces)
+    assert [r["label"] for r in records[:20]] == [CLASSES[k] for k in probs.argmax(1)]
+    assert set(records[0]["scores"]) == set(CLASSES)
+    assert records[0]["score"] == pytest.approx(probs[0].max(), abs=1e-3)
+
+
+def test_predict_finds_and_classifies_faces_in_images(env, models, tmp_path):
+    faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
+    frame = paste_faces(textured_canvas(seed=4), faces, PLACES)
+    cv2.imwrite(str(tmp_path / "group.png"), frame)
+    cv2.imwrite(str(tmp_path / "empty.png"), textured_canvas(seed=5))
+    result = invoke("predict", tmp_path, "--json", "-m", models["fp32"], "-d", "blazeface")
+    assert result.exit_code == 0, result.stderr
+    assert "detector: blazeface" in result.stderr
+    records = {json.loads(line)["path"]: json.loads(line) for line in result.stdout.splitlines()}
+    assert records[str(tmp_path / "empty.png")]["faces"] == []
+    group = records[str(tmp_path / "group.png")]
+    assert group["size"] == [640, 480] and len(group["faces"]) >= 2
+    for face in group["faces"]:
+        assert any(iou(face["box"], (x, y, s, s)) > 0.4 for x, y, s in PLACES)
+        assert face["label"] in CLASSES and abs(sum(face["scores"].values()) - 1) < 0.01
+    one = invoke(
+        "predict", tmp_path / "group.png", "-m", models["fp32"], "-d", "blazeface", "--max-faces", "1"
+    )
+    assert one.exit_code == 0 and "1 face(s)" in one.stdout
+
+
+def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
+    cv2.imwrite(str(tmp_path / "good.png"), shared_faces(env, per_class=1)[0][1])
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = invoke("predict", tmp_path, "--crops", "-m", models["int8"])
+    assert result.exit_code == 2
+    assert "good.png" in result.stdout
+    assert "warning:" in result.stderr and "broken.jpg" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 2 images")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "nowhere/", "--crops"], "no such file or folder"),
+        (["predict", "{img}", "--crops", "-m", "{tmp}/missing.tflite"], "no such model file"),
+        (["predict", "{img}", "--crops", "-m", "{junk}"], "not a usable TFLite model"),
+        (
+            ["predict", "{img}", "-m", "{int8}", "-d", "blazeface", "--detector-model", "{tmp}/x.tflite"],
+            "no such face",
+        ),
+    ],
+)
+def test_bad_input_is_one_error_line(env, models, tmp_path, args, message):
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), shared_faces(env, per_class=1)[0][1])
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    values = {"img": img, "tmp": tmp_path, "junk": junk, "int8": models["int8"]}
+    result = invoke(*[a.format(**values) for a in args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and message in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_default_model_is_used_or_missing_clearly(env, tmp_path):
+    from fer_models import DEFAULT_MODEL
+
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), shared_faces(env, per_class=1)[0][1])
+    result = invoke("predict", img, "--crops", "--json")
+    if DEFAULT_MODEL.is_file():
+        assert result.exit_code == 0 and json.loads(result.stdout)["label"] in CLASSES
+    else:
+        assert result.exit_code == 2 and "no default model" in result.stderr
+
+
+def test_python_m_fer_edge_is_the_cli(env, models):
+    folder = env / "fer2013" / "test" / "surprise"
+    command = [
+        sys.executable,
+        "-m",
+        "fer_edge",
+        "predict",
+        str(folder),
+        "--crops",
+        "--json",
+        "-m",
+        str(models["fp32"]),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    cli = invoke("predict", folder, "--crops", "--json", "-m", models["fp32"])
+    assert result.stdout.splitlines() == cli.stdout.splitlines()
+
+
+def test_api_detects_or_takes_boxes_in_bgr_or_rgb(env, models):
+    faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
+    frame = paste_faces(textured_canvas(seed=4), faces, PLACES)
+    with EmotionRecognizer(models["fp32"], detector="blazeface") as fer:
+        found = fer(frame)
+        assert found and all(f.label in CLASSES for f in found)
+        given = fer(frame, boxes=[(x, y, s, s) for x, y, s in PLACES])
+        assert [f.box.as_list() for f in given] == [[x, y, s, s] for x, y, s in PLACES]
+        rgb = fer(frame[..., ::-1].copy(), boxes=[(x, y, s, s) for x, y, s in PLACES], color="rgb")
+        assert [f.label for f in rgb] == [f.label for f in given]
+        assert np.allclose([f.score for f in rgb], [f.score for f in given], atol=0.02)
+        assert fer(frame, boxes=[]) == []
+        assert fer(frame, boxes=[(5, 5, 4, 4)]) == []  # tiny faces are not read
+        edge = fer(frame, boxes=[(600, 440, 80, 80)])  # a box past the frame's edge still gives a crop
+        assert len(edge) == 1 and set(edge[0].to_dict()) >= {"box", "label", "score", "scores"}
+    with pytest.raises(ValueError, match="uint8"):
+        EmotionRecognizer(models["fp32"], detector=None)(frame.astype(np.float32), boxes=[])
+
+
+def test_api_without_a_model_says_so(tmp_path):
+    with pytest.raises(ModelError):
+        EmotionRecognizer(tmp_path / "none.tflite", detector=None)

@@ -1,0 +1,294 @@
+"""`fer-edge run`: videos written and read back, live streams that drop, the preview server, a soak run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+from edge_helpers import paste_faces, shared_faces, textured_canvas, tiny_models
+from fer_edge.boxes import Box
+from fer_edge.capture import Frame, LiveSource, open_source
+from fer_edge.cli import app
+from fer_edge.errors import SourceError
+from fer_edge.live import LiveOptions, Stats, process
+from fer_edge.recognizer import EmotionRecognizer
+from fer_edge.serve import PreviewServer
+from fer_edge.tracking import Tracker
+from fer_train.spec import CLASSES
+from typer.testing import CliRunner
+
+PLACES = [(20, 40, 220), (300, 20, 180), (400, 250, 200)]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return tiny_models()
+
+
+@pytest.fixture
+def env(shared, monkeypatch):
+    monkeypatch.setenv("FER_DETECTOR_MODEL", str(shared / "models" / "blaze_face_short_range.tflite"))
+    return shared
+
+
+def moving_faces_video(shared, path, frames=24, fps=12.0):
+    """A video of three pasted faces, two of them drifting right by 2 pixels a frame."""
+    faces = [f for _, f in shared_faces(shared, per_class=1)[3:6]]
+    canvas = textured_canvas(seed=8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    for i in range(frames):
+        writer.write(
+            paste_faces(canvas, faces, [(x + 2 * (i % 40), y, s) for x, y, s in PLACES[:2]] + [PLACES[2]])
+        )
+    writer.release()
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_run_on_a_video_saves_video_and_json(env, models, tmp_path):
+    video = moving_faces_video(env, tmp_path / "in.mp4")
+    out, lines = tmp_path / "out.mp4", tmp_path / "faces.jsonl"
+    args = ["run", "--source", video, "-m", models["int8"], "-d", "blazeface", "--no-show"]
+    result = invoke(*args, "--save", out, "--json-file", lines, "--detect-every", "3", "--max-faces", "2")
+    assert result.exit_code == 0, result.stderr
+    assert "summary: 24 frames" in result.stderr and "FPS" in result.stderr
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(24))
+    assert all(1 <= len(r["faces"]) <= 2 for r in records)
+    assert all(f["label"] in CLASSES and len(f["box"]) == 4 for r in records for f in r["faces"])
+    # The same faces keep their track ids from the first frame to the last.
+    assert {f["track"] for f in records[0]["faces"]} == {f["track"] for f in records[-1]["faces"]}
+    read = cv2.VideoCapture(str(out))
+    count = 0
+    while True:
+        ok, frame = read.read()
+        if not ok:
+            break
+        assert frame.shape == (480, 640, 3)
+        count += 1
+    read.release()
+    assert count == 24
+    again = invoke(*args, "--save", out)
+    assert again.exit_code == 2 and "--force" in again.stderr
+    assert invoke(*args, "--save", out, "--force", "--max-frames", "5").exit_code == 0
+
+
+def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path):
+    faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
+    cv2.imwrite(str(tmp_path / "a.png"), paste_faces(textured_canvas(seed=1), faces, PLACES))
+    cv2.imwrite(str(tmp_path / "b.png"), textured_canvas(seed=2))
+    (tmp_path / "c.jpg").write_bytes(b"corrupt")
+    result = invoke(
+        "run", "--source", tmp_path, "-m", models["fp32"], "-d", "blazeface", "--json", "--no-show"
+    )
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2 and len(records[0]["faces"]) >= 2 and records[1]["faces"] == []
+    assert "(1 dropped)" in result.stderr  # the corrupt image, skipped and counted
+    single = invoke("run", "-s", tmp_path / "a.png", "-m", models["fp32"], "-d", "blazeface", "--json")
+    assert single.exit_code == 0 and len(single.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("9", "camera 9: cannot open"),
+        ("{tmp}/notavideo.mp4", "not a video"),
+        ("{tmp}/nothing", "no such file"),
+    ],
+)
+def test_bad_sources_are_one_error_line(env, models, tmp_path, source, message):
+    (tmp_path / "notavideo.mp4").write_text("hello")
+    result = invoke("run", "--source", source.format(tmp=tmp_path), "-m", models["int8"], "-d", "blazeface")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_output_options_are_refused(env, models, tmp_path):
+    video = moving_faces_video(env, tmp_path / "in.mp4", frames=3)
+    base = ["run", "-s", video, "-m", models["int8"], "-d", "blazeface"]
+    assert "expected HOST:PORT" in invoke(*base, "--serve", "localhost").stderr
+    assert ".mp4, .avi" in invoke(*base, "--save", tmp_path / "out.gif").stderr
+
+
+class _Publisher:
+    """An MJPEG stream on 127.0.0.1 (our own preview server) fed with numbered frames."""
+
+    def __init__(self, address="127.0.0.1:0"):
+        self.server = PreviewServer(address)
+        self.port = int(self.server.url.rsplit(":", 1)[1].strip("/"))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+
+    def _feed(self):
+        i = 0
+        while not self.stop.is_set():
+            self.server.publish(np.full((120, 160, 3), i % 250, np.uint8))
+            i += 1
+            time.sleep(0.01)
+
+    def close(self):
+        self.stop.set()
+        self.server.close()
+        self.thread.join()
+
+
+def test_live_stream_hands_over_the_newest_frame_and_gives_up_when_it_drops():
+    publisher = _Publisher()
+    source = LiveSource(
+        f"http://127.0.0.1:{publisher.port}/stream.mjpg", reconnect=2, backoff=0.05, read_timeout=2
+    )
+    lags, seen = [], 0
+    with pytest.raises(SourceError, match="did not come back after 2 tries"):
+        for frame in source.frames():
+            lags.append(time.time() - frame.time)
+            seen += 1
+            if seen == 15:
+                publisher.close()
+            time.sleep(0.05)  # a consumer slower than the stream
+    source.close()
+    assert seen >= 15 and source.skipped > 0  # frames were dropped, not queued
+    assert max(lags[:15]) < 0.5  # so the frames handed over stayed fresh
+
+
+def test_live_stream_reconnects_when_the_stream_comes_back():
+    publisher = _Publisher()
+    port = publisher.port
+    source = LiveSource(f"http://127.0.0.1:{port}/stream.mjpg", reconnect=6, backoff=0.1, read_timeout=2)
+    for seen, _ in enumerate(source.frames(), start=1):
+        if seen == 5:
+            publisher.close()
+            publisher = _Publisher(f"127.0.0.1:{port}")
+        if seen == 30:
+            break
+    source.close()
+    publisher.close()
+    assert source.reconnects >= 1
+
+
+def test_preview_server_serves_page_frames_and_stream(env, models):
+    frames = _synthetic_frames(env, 400)
+    options = LiveOptions(source="-", serve="127.0.0.1:0", show=False)
+    from fer_edge.live import Outputs
+
+    outputs = Outputs(options, 15)
+    base = outputs.server.url
+    with EmotionRecognizer(models["int8"], detector="blazeface") as fer:
+        worker = threading.Thread(target=process, args=(fer, frames, options, outputs, Stats()), daemon=True)
+        worker.start()
+        page = urllib.request.urlopen(base, timeout=5).read().decode()
+        assert "/stream.mjpg" in page
+        time.sleep(0.3)
+        jpeg = urllib.request.urlopen(base + "frame.jpg", timeout=5).read()
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
+        with urllib.request.urlopen(base + "stream.mjpg", timeout=5) as stream:
+            assert "multipart/x-mixed-replace" in stream.headers["Content-Type"]
+            chunk = stream.read(20000)
+        assert chunk.count(b"--ferframe") >= 1 and b"\xff\xd8" in chunk
+        worker.join(timeout=60)
+    outputs.close()
+
+
+def _synthetic_frames(shared, count, size=(320, 240)):
+    """A generator of small frames with one or two faces moving about."""
+    faces = [f for _, f in shared_faces(shared, per_class=1)[:2]]
+    canvas = textured_canvas(size[1], size[0], seed=3)
+    for i in range(count):
+        x = 10 + (i % 40)
+        image = paste_faces(canvas, faces, [(x, 20, 120), (180, 90, 110)][: 1 + (i // 50) % 2])
+        yield Frame(i, image, time.time())
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc to read memory use")
+def test_soak_thousands_of_frames_with_flat_memory(env, models):
+    options = LiveOptions(source="-", detect_every=2)
+    stats = Stats()
+    with EmotionRecognizer(models["int8"], detector="blazeface") as fer:
+        process(fer, _synthetic_frames(env, 500), options, None, stats)
+        before = _rss_mb()
+        process(fer, _synthetic_frames(env, 3000), options, None, stats)
+        after = _rss_mb()
+    assert stats.frames == 3500 and stats.faces >= 3500
+    assert after - before < 20, f"memory grew from {before:.0f} MB to {after:.0f} MB over 3000 frames"
+
+
+def test_ctrl_c_ends_cleanly_with_a_summary(env, models, tmp_path):
+    """A run on an endless live stream, interrupted: outputs are completed and a summary printed."""
+    publisher = _Publisher()
+    lines = tmp_path / "out.jsonl"
+    source = f"http://127.0.0.1:{publisher.port}/stream.mjpg"
+    command = [
+        sys.executable,
+        "-m",
+        "fer_edge",
+        "run",
+        "-s",
+        source,
+        "-m",
+        str(models["int8"]),
+        "-d",
+        "blazeface",
+    ]
+    command += ["--json-file", str(lines), "--save", str(tmp_path / "out.avi"), "--no-show"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(p.stat().st_size > 0 for p in tmp_path.glob(".out.*.jsonl")):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        publisher.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "summary:" in err and "Traceback" not in err
+    frames = int(err.split("summary: ")[1].split()[0])
+    assert frames > 0
+    assert len(lines.read_text().splitlines()) == frames  # completed and moved into place
+    assert (tmp_path / "out.avi").stat().st_size > 0
+    assert not list(tmp_path.glob(".out.*"))
+
+
+def test_tracker_keeps_ids_and_smooths_scores():
+    tracker = Tracker(smoothing=0.5)
+    a, b = Box(0, 0, 50, 50), Box(200, 0, 50, 50)
+    first = tracker.update([a, b], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    moved = tracker.update([Box(205, 2, 50, 50), Box(3, 1, 50, 50)], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert [t.id for t in moved] == [first[1].id, first[0].id]
+    assert np.allclose(moved[0].scores, [0.5, 0.5]) and np.allclose(moved[1].scores, [0.5, 0.5])
+    for _ in range(6):
+        tracker.update([], np.zeros((0, 2)))
+    assert tracker.tracks == []
+    assert tracker.update([a], np.array([[1.0, 0.0]]))[0].id not in (first[0].id, first[1].id)
+
+
+def test_open_source_names(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        open_source(str(tmp_path / "x.mp4"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no images"):
+        open_source(str(empty))

@@ -1,0 +1,222 @@
+"""`fer-export quantize` and `fer-export inspect` end to end: real conversions, real interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from export_helpers import tiny_model_path, wrong_input_model_path
+from fer_export import litert_quantizer, read_card
+from fer_export.cli import app
+from fer_export.runtime import TFLiteRunner
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def fer_export(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed console script's entry point, in a fresh process, as a user runs it."""
+    code = "from fer_export.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def assert_one_error_line(result, pattern: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error:") and pattern in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_splits):
+    """One full run: every mode, both int8 quantizers (when installed) and the RGB variants."""
+    from conftest import write_folders
+
+    root = tmp_path_factory.mktemp("cli")
+    data = write_folders(root / "fer", tiny_splits)
+    out = root / "out"
+    args = [
+        "quantize",
+        "--model",
+        tiny_model_path(),
+        "--mode",
+        "all",
+        "--rep-data",
+        data,
+        "--rep-samples",
+        "30",
+        "--eval-data",
+        data,
+        "--out",
+        out,
+        "--mobile",
+    ]
+    if not litert_quantizer.available():
+        args.append("--no-compare-quantizers")
+    result = CliRunner().invoke(app, list(map(str, args)))
+    return result, out, data
+
+
+def test_quantize_all_writes_verified_models_cards_and_report(exported):
+    result, out, _ = exported
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "export_report.json").read_text())
+    variants = {(v["variant"], v["quantizer"], v["mobile_rgb"]): v for v in report["variants"]}
+    for mode in ("fp32", "fp16", "dynamic", "int8"):
+        for mobile in (False, True):
+            v = variants[(mode, "converter", mobile)]
+            assert v["status"] == "ok", v
+            model = out / v["file"]
+            assert model.stat().st_size == v["size_bytes"]
+            for key in ("accuracy", "macro_f1", "accuracy_drop", "macro_f1_drop", "agreement"):
+                assert 0.0 <= abs(v[key]) <= 1.0
+            assert v["latency"]["median_ms"] > 0 and v["check"]["passed"]
+            card = json.loads(model.with_suffix(".json").read_text())
+            assert card == read_card(model) | {
+                "verification": card["verification"],
+                "evaluation": card["evaluation"],
+            }
+            assert card["input"]["channels"] == (3 if mobile else 1)
+    assert variants[("int8", "converter", False)]["input_dtype"] == "int8"
+    assert variants[("int8", "converter", True)]["input_dtype"] == "uint8"  # what MediaPipe Tasks accept
+    assert (out / "labels.txt").read_text().split()[0] == "angry"
+    markdown = (out / "export_report.md").read_text()
+    assert "| int8 | converter | int8 | `fer_cnn_int8.tflite`" in markdown
+    assert report["representative_data"]["samples"] == 30
+    assert min(report["representative_data"]["per_class"].values()) >= 4  # drawn evenly across classes
+
+
+@pytest.mark.skipif(not litert_quantizer.available(), reason="litert-quantizer is not installed")
+def test_both_int8_quantizers_are_exported_and_compared(exported):
+    _, out, data = exported
+    report = json.loads((out / "export_report.json").read_text())
+    comparison = report["quantizer_comparison"]
+    assert set(comparison["int8"]) == {"converter", "litert"}
+    assert comparison["default"] == "converter" and comparison["better"] in ("converter", "litert")
+    runner = TFLiteRunner((out / "fer_cnn_int8_litert.tflite").read_bytes())
+    assert runner.input_dtype == "int8"
+    assert "## int8: converter or LiteRT quantizer" in (out / "export_report.md").read_text()
+
+
+def test_existing_outputs_need_force(exported):
+    _, out, data = exported
+    before = (out / "fer_cnn_fp32.tflite").read_bytes()
+    result = fer_export("quantize", "--model", tiny_model_path(), "--mode", "fp32", "--out", out)
+    assert_one_error_line(result, "--force")
+    assert (out / "fer_cnn_fp32.tflite").read_bytes() == before
+
+
+def test_force_overwrites(tmp_path):
+    args = ["quantize", "--model", str(tiny_model_path()), "--mode", "fp32", "--out", str(tmp_path)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
+    assert TFLiteRunner((tmp_path / "fer_cnn_fp32.tflite").read_bytes()).input_dtype == "float32"
+
+
+def test_a_failed_variant_is_reported_and_not_written(tmp_path, tiny_folders):
+    args = [
+        "quantize",
+        "--model",
+        tiny_model_path(),
+        "--mode",
+        "int8",
+        "--rep-data",
+        tiny_folders,
+        "--rep-samples",
+        "14",
+        "--out",
+        tmp_path,
+        "--tolerance",
+        "0",
+        "--no-compare-quantizers",
+    ]
+    result = CliRunner().invoke(app, list(map(str, args)))
+    assert result.exit_code == 1
+    assert "failed and were not written: fer_cnn_int8.tflite" in result.output
+    report = json.loads((tmp_path / "export_report.json").read_text())
+    assert report["variants"][0]["status"] == "failed"
+    assert "FAILED" in (tmp_path / "export_report.md").read_text()
+    assert not (tmp_path / "fer_cnn_int8.tflite").exists()
+
+
+def test_missing_model_file(tmp_path):
+    result = fer_export("quantize", "--model", tmp_path / "nope.keras", "--mode", "fp32", "--out", tmp_path)
+    assert_one_error_line(result, "no such model file")
+
+
+def test_non_keras_model_file(tmp_path):
+    bad = tmp_path / "model.keras"
+    bad.write_text("garbage")
+    result = fer_export("quantize", "--model", bad, "--mode", "fp32", "--out", tmp_path / "o")
+    assert_one_error_line(result, "not a loadable Keras model")
+
+
+def test_model_with_the_wrong_input(tmp_path):
+    result = fer_export("quantize", "--model", wrong_input_model_path(), "--mode", "fp32", "--out", tmp_path)
+    assert_one_error_line(result, "expected 48x48x1")
+
+
+def test_int8_without_representative_data(tmp_path):
+    result = fer_export("quantize", "--model", tiny_model_path(), "--mode", "int8", "--out", tmp_path)
+    assert_one_error_line(result, "--rep-data")
+
+
+def test_empty_representative_data(tmp_path):
+    for name in ("happy", "sad"):
+        (tmp_path / "empty" / "train" / name).mkdir(parents=True)
+    result = fer_export(
+        "quantize",
+        "--model",
+        tiny_model_path(),
+        "--mode",
+        "int8",
+        "--rep-data",
+        tmp_path / "empty",
+        "--out",
+        tmp_path / "o",
+    )
+    assert_one_error_line(result, "no usable faces")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_mode(tmp_path):
+    result = fer_export("quantize", "--model", tiny_model_path(), "--mode", "int4", "--out", tmp_path)
+    assert_one_error_line(result, "unknown mode")
+
+
+def test_inspect_shows_card_metadata_and_quantization(exported):
+    _, out, _ = exported
+    result = fer_export("inspect", out / "fer_cnn_int8.tflite")
+    assert result.returncode == 0, result.stderr
+    assert "scale 1, zero point -128" in result.stdout
+    assert "labels in labels.txt" in result.stdout
+    info = json.loads(fer_export("inspect", out / "fer_cnn_int8.tflite", "--json").stdout)
+    assert (
+        info["card"]["variant"] == "int8"
+        and info["tflite_metadata"]["inputs"][0]["image_color"] == "grayscale"
+    )
+
+
+def test_inspect_rejects_what_is_not_a_model(tmp_path):
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"hello world, no model")
+    assert_one_error_line(fer_export("inspect", bad), "not a TFLite flatbuffer")
+    assert_one_error_line(fer_export("inspect", tmp_path / "missing.tflite"), "no such model file")
+
+
+def test_help_reads_like_documentation():
+    result = CliRunner().invoke(app, ["quantize", "--help"])
+    assert result.exit_code == 0
+    for option in ("--rep-data", "--rep-samples", "--eval-data", "--quantizer", "--mobile", "--force"):
+        assert option in result.output
+    assert Path(__file__).name  # keeps the module importable on its own

@@ -1,0 +1,74 @@
+"""Exported models in MediaPipe Tasks' ImageClassifier (the C++ core of the Android and iOS SDKs).
+
+MediaPipe pins its own OpenCV, so it lives in a separate virtual environment; point
+FER_MEDIAPIPE_PYTHON at that environment's python to run these tests (they skip otherwise):
+
+    python -m venv /tmp/mpvenv && /tmp/mpvenv/bin/pip install mediapipe
+    FER_MEDIAPIPE_PYTHON=/tmp/mpvenv/bin/python pytest tests/test_export_mediapipe.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, synthetic_faces
+from export_helpers import tiny_model
+from fer_export import export_variant
+from fer_export.runtime import TFLiteRunner
+from fer_train.spec import CLASSES
+
+MEDIAPIPE_PYTHON = os.environ.get("FER_MEDIAPIPE_PYTHON")
+pytestmark = [
+    pytest.mark.skipif(not MEDIAPIPE_PYTHON, reason="set FER_MEDIAPIPE_PYTHON to a python with mediapipe"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+
+def mediapipe_classify(models: list[Path], face: Path) -> dict:
+    script = ROOT / "export" / "mediapipe_check.py"
+    cmd = [MEDIAPIPE_PYTHON, str(script), *map(str, models), "--face", str(face), "--json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mediapipe")
+    faces, _ = synthetic_faces(6, seed=4)
+    model = tiny_model()
+    paths = {
+        "fp32_rgb": export_variant(model, "fp32", out / "fp32_rgb.tflite", mobile=True),
+        "int8_rgb": export_variant(
+            model, "int8", out / "int8_rgb.tflite", faces, io_type="uint8", mobile=True
+        ),
+        "int8_gray": export_variant(model, "int8", out / "int8_gray.tflite", faces),
+        "fp32_gray": export_variant(model, "fp32", out / "fp32_gray.tflite"),
+    }
+    face = faces[20]
+    np.save(out / "face.npy", face)
+    return paths, face, mediapipe_classify(list(paths.values()), out / "face.npy")
+
+
+@pytest.mark.parametrize("variant", ["fp32_rgb", "int8_rgb"])
+def test_mobile_variants_load_and_give_the_interpreter_scores(exported, variant):
+    paths, face, results = exported
+    result = results[str(paths[variant])]
+    assert result["ok"], result
+    # Category names come from labels.txt inside the model, via the output tensor's metadata.
+    assert set(result["scores"]) == set(CLASSES)
+    expected = TFLiteRunner(paths[variant].read_bytes()).predict(
+        np.repeat(face[None, ..., None], 3, axis=-1)
+    )[0]
+    got = np.array([result["scores"][c] for c in CLASSES])
+    assert np.abs(got - expected).max() < 1e-3
+
+
+def test_grayscale_models_are_refused_for_their_colour_space(exported):
+    paths, _, results = exported
+    assert "RGB color space" in results[str(paths["fp32_gray"])]["error"]
+    assert not results[str(paths["int8_gray"])]["ok"]

@@ -1,0 +1,198 @@
+"""`fer_export.export_variant` with the real TFLite converter and the real LiteRT interpreter."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import synthetic_faces
+from export_helpers import tiny_model, wrong_input_model_path
+from fer_export import (
+    ExportError,
+    VerificationError,
+    export_variant,
+    load_keras_model,
+    read_card,
+    read_metadata,
+)
+from fer_export.model_file import embed
+from fer_export.runtime import TFLiteRunner
+from fer_export.verify import Tolerance
+from fer_train.spec import CLASSES
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return synthetic_faces(8, seed=3)
+
+
+@pytest.fixture(scope="module")
+def keras_probs(model, faces):
+    return model.predict(faces[0][..., None].astype(np.float32), verbose=0)
+
+
+EXPECTED_IO = {
+    ("fp32", "int8"): ("float32", None),
+    ("fp16", "int8"): ("float32", None),
+    ("dynamic", "int8"): ("float32", None),
+    ("int8", "int8"): ("int8", (1.0, -128)),
+    ("int8", "uint8"): ("uint8", (1.0, 0)),
+    ("int8", "float32"): ("float32", None),
+}
+
+
+@pytest.mark.parametrize(("mode", "io_type"), list(EXPECTED_IO))
+def test_every_mode_converts_runs_and_describes_itself(tmp_path, model, faces, keras_probs, mode, io_type):
+    images, _ = faces
+    out = export_variant(
+        model, mode, tmp_path / f"m_{mode}.tflite", rep_images=images, io_type=io_type, name="tiny"
+    )
+    data = out.read_bytes()
+
+    runner = TFLiteRunner(data)
+    dtype, quant = EXPECTED_IO[(mode, io_type)]
+    assert runner.input_dtype == dtype
+    if quant is not None:  # the camera byte (minus 128 for int8) is the model input, no float preprocessing
+        scale, zero = runner.input["quantization"]
+        assert scale == pytest.approx(quant[0]) and zero == quant[1]
+    probs = runner.predict(images)
+    assert probs.shape == (len(images), len(CLASSES))
+    assert np.allclose(probs.sum(1), 1.0, atol=0.05)
+    assert (probs.argmax(1) == keras_probs.argmax(1)).mean() >= 0.85
+
+    card = read_card(out)
+    assert card["format"] == "fer-model/1" and card["variant"] == mode and card["name"] == "tiny"
+    assert card["labels"] == list(CLASSES)
+    assert card["input"] | {"normalization": None} == {
+        "height": 48,
+        "width": 48,
+        "channels": 1,
+        "color": "grayscale",
+        "range": [0, 255],
+        "dtype": dtype,
+        "normalization": None,
+    }
+    assert card["output"] == {"kind": "probabilities", "dtype": runner.output_dtype}
+    with zipfile.ZipFile(out) as archive:
+        assert archive.read("labels.txt").decode().split() == list(CLASSES)
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+
+    meta = read_metadata(data)
+    assert meta.name == "tiny"
+    (image,) = meta.inputs
+    assert (image.image_color, image.image_size, image.mean, image.std) == (
+        "grayscale",
+        (48, 48),
+        [0.0],
+        [1.0],
+    )
+    (output,) = meta.outputs
+    assert [(f.name, f.type) for f in output.associated_files] == [("labels.txt", 2)]
+    assert [f.name for f in meta.associated_files] == ["fer_model.json"]
+
+
+def test_float_variants_match_keras_closely(tmp_path, model, faces, keras_probs):
+    images, _ = faces
+    fp32 = TFLiteRunner(export_variant(model, "fp32", tmp_path / "a.tflite").read_bytes()).predict(images)
+    fp16 = TFLiteRunner(export_variant(model, "fp16", tmp_path / "b.tflite").read_bytes()).predict(images)
+    assert np.abs(fp32 - keras_probs).max() < 1e-4
+    assert np.abs(fp16 - keras_probs).max() < 1e-2
+
+
+def test_quantized_models_are_smaller(tmp_path, model, faces):
+    images, _ = faces
+    sizes = {
+        m: export_variant(model, m, tmp_path / f"{m}.tflite", rep_images=images).stat().st_size
+        for m in ("fp32", "fp16", "int8")
+    }
+    assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
+
+
+def test_mobile_variant_takes_rgb_and_matches_the_gray_model(tmp_path, model, faces, keras_probs):
+    images, _ = faces
+    out = export_variant(model, "fp32", tmp_path / "rgb.tflite", mobile=True)
+    runner = TFLiteRunner(out.read_bytes())
+    assert runner.channels == 3
+    rgb = np.repeat(images[..., None], 3, axis=-1)
+    assert np.abs(runner.predict(rgb) - keras_probs).max() < 1e-4
+    card = read_card(out)
+    assert (card["input"]["channels"], card["input"]["color"]) == (3, "rgb")
+    assert read_metadata(out.read_bytes()).inputs[0].image_color == "rgb"
+
+
+def test_embedding_twice_keeps_one_metadata_entry(tmp_path, model):
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = export_variant(model, "fp32", tmp_path / "m.tflite").read_bytes()
+    again = embed(data, b"\x08\x00\x00\x00M001\x00\x00\x00\x00", {"labels.txt": b"x\n"})
+    root = schema.Model.GetRootAs(bytearray(again), 0)
+    names = [root.Metadata(i).Name().decode() for i in range(root.MetadataLength())]
+    assert names.count("TFLITE_METADATA") == 1
+    assert zipfile.ZipFile(tmp_path / "m.tflite").namelist() == ["labels.txt", "fer_model.json"]
+
+
+def test_a_variant_beyond_tolerance_fails_and_writes_nothing(tmp_path, model, faces):
+    images, _ = faces
+    out = tmp_path / "strict.tflite"
+    with pytest.raises(VerificationError, match="disagrees with the Keras model") as caught:
+        export_variant(
+            model, "int8", out, rep_images=images, tolerance=Tolerance(mean_abs=0.0, agreement=1.0)
+        )
+    assert caught.value.check.passed is False and caught.value.check.mean_abs_diff > 0
+    assert not out.exists()
+
+
+def test_existing_output_needs_force(tmp_path, model):
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="--force"):
+        export_variant(model, "fp32", out)
+    assert out.read_bytes() == b"old"
+    export_variant(model, "fp32", out, force=True)
+    assert out.read_bytes()[4:8] == b"TFL3"
+
+
+@pytest.mark.parametrize(
+    ("rep", "message"),
+    [
+        (np.zeros((0, 48, 48), np.uint8), "empty"),
+        (np.zeros((5, 32, 32), np.uint8), r"shape \(5, 32, 32\)"),
+        (np.zeros((5, 48, 48, 3), np.uint8), "shape"),
+        (np.full((5, 48, 48), 300.0), "outside 0-255"),
+    ],
+)
+def test_bad_representative_data_is_refused(tmp_path, model, rep, message):
+    with pytest.raises(ExportError, match=message):
+        export_variant(model, "int8", tmp_path / "m.tflite", rep_images=rep)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_int8_without_representative_data_is_refused(tmp_path, model):
+    with pytest.raises(ExportError, match="representative"):
+        export_variant(model, "int8", tmp_path / "m.tflite")
+
+
+def test_a_model_that_does_not_take_48x48x1_is_refused(tmp_path):
+    with pytest.raises(ExportError, match="64x64x3"):
+        export_variant(load_keras_model(wrong_input_model_path()), "fp32", tmp_path / "m.tflite")
+
+
+def test_model_files_that_are_not_keras_are_refused(tmp_path):
+    with pytest.raises(ExportError, match="no such model file"):
+        load_keras_model(tmp_path / "missing.keras")
+    text = tmp_path / "model.txt"
+    text.write_text("hello")
+    with pytest.raises(ExportError, match="not a Keras model file"):
+        load_keras_model(text)
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(ExportError, match="not a loadable Keras model"):
+        load_keras_model(broken)

@@ -1,0 +1,100 @@
+"""FER2013 loading from CSV and folders, bad input, caching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_faces, write_csv, write_folders
+from fer_train import data
+from fer_train.spec import CLASSES
+
+
+def test_csv_and_folders_give_the_same_faces(tiny_csv, tiny_folders, tiny_splits):
+    from_csv = data.load(tiny_csv, "train")
+    from_dirs = data.load(tiny_folders, "train")
+    images, labels = tiny_splits["train"]
+    assert from_csv.images.dtype == np.uint8 and from_csv.images.shape == (len(labels), 48, 48)
+    np.testing.assert_array_equal(from_csv.images, images)
+    np.testing.assert_array_equal(from_csv.labels, labels)
+    order = np.lexsort((from_dirs.images.reshape(len(labels), -1).sum(1), from_dirs.labels))
+    expected = np.lexsort((images.reshape(len(labels), -1).sum(1), labels))
+    np.testing.assert_array_equal(from_dirs.images[order], images[expected])
+    assert from_csv.split == from_dirs.split == "Training"
+
+
+def test_splits_and_aliases(tiny_csv, tiny_folders):
+    assert len(data.load(tiny_csv, "test")) == 3 * len(CLASSES)
+    assert data.load(tiny_folders, "PublicTest").split == "PublicTest"
+    assert len(data.load(tiny_folders / "test", "test")) == 3 * len(CLASSES)  # a split folder given directly
+
+
+def test_folder_class_names_are_case_insensitive_and_images_are_converted(tmp_path):
+    import cv2
+
+    folder = tmp_path / "fer" / "train" / "HAPPY"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "big_colour.jpg"), np.full((96, 120, 3), (10, 200, 30), np.uint8))
+    (tmp_path / "fer" / "train" / "Sad").mkdir()
+    cv2.imwrite(str(tmp_path / "fer" / "train" / "Sad" / "a.png"), np.zeros((48, 48), np.uint8))
+    ds = data.load(tmp_path / "fer", "train")
+    assert ds.images.shape == (2, 48, 48)
+    assert sorted(ds.labels.tolist()) == [CLASSES.index("happy"), CLASSES.index("sad")]
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("3,1 2 3,Training", "expected 2304 pixels, got 3"),
+        ("9," + " ".join(["0"] * 2304) + ",Training", "emotion 9 is not a FER2013 label"),
+        ("x," + " ".join(["0"] * 2304) + ",Training", "emotion 'x' is not an integer"),
+        ("3," + " ".join(["a"] * 2304) + ",Training", "not an integer"),
+        ("3," + " ".join(["300"] * 2304) + ",Training", "0-255"),
+    ],
+)
+def test_malformed_csv_rows_fail_with_file_and_row_or_are_skipped(tmp_path, tiny_splits, row, message):
+    path = write_csv(tmp_path / "bad.csv", {"Training": tiny_splits["train"]})
+    with open(path, "a") as f:
+        f.write(row + "\n")
+    bad_line = len(tiny_splits["train"][1]) + 2
+    with pytest.raises(data.DataError, match=rf"bad.csv:{bad_line}: .*{message}"):
+        data.load(path, "train")
+    ds = data.load(path, "train", skip_bad=True)
+    assert len(ds) == len(tiny_splits["train"][1])
+    assert len(ds.skipped) == 1 and f"bad.csv:{bad_line}" in ds.skipped[0]
+
+
+def test_unreadable_image_and_unknown_class_folder(tiny_folders):
+    (tiny_folders / "train" / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(data.DataError, match="broken.jpg: unreadable image"):
+        data.load(tiny_folders, "train")
+    assert len(data.load(tiny_folders, "train", skip_bad=True).skipped) == 1
+    (tiny_folders / "train" / "contempt").mkdir()
+    with pytest.raises(data.DataError, match="contempt: unknown class folder"):
+        data.load(tiny_folders, "train")
+
+
+def test_empty_split_missing_split_and_not_a_csv(tmp_path):
+    (tmp_path / "fer" / "train" / "happy").mkdir(parents=True)
+    with pytest.raises(data.DataError, match="holds no usable faces"):
+        data.load(tmp_path / "fer", "train")
+    with pytest.raises(data.DataError, match="no folder for split 'private'"):
+        data.load(tmp_path / "fer", "private")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(data.DataError, match="not a FER2013 CSV"):
+        data.load(tmp_path / "x.csv", "train")
+    with pytest.raises(data.DataError, match="no such file"):
+        data.load(tmp_path / "missing.csv", "train")
+
+
+def test_cache_is_used_and_invalidated_when_the_source_changes(tiny_folders, tiny_splits):
+    first = data.load(tiny_folders, "train")
+    assert list(data.cache_dir().glob("fer-*.npz")), "the split was cached"
+    again = data.load(tiny_folders, "train")
+    np.testing.assert_array_equal(first.images, again.images)
+    extra = synthetic_faces(1, seed=9)
+    write_folders(tiny_folders / "more", {"train": extra})
+    import shutil
+
+    shutil.copy(next((tiny_folders / "more" / "train" / "angry").iterdir()), tiny_folders / "train" / "angry" / "new.png")
+    assert len(data.load(tiny_folders, "train")) == len(first) + 1

@@ -1,0 +1,3 @@
+from fer_train.cli import main
+
+main()

@@ -1,0 +1,246 @@
+"""Read FER2013 from the two formats users have: the Kaggle CSV and image folders.
+
+Both give the same thing: uint8 faces of shape (N, 48, 48) and integer labels in `spec.CLASSES` order.
+Decoding 35,887 JPEGs takes a while, so each loaded split is cached as .npz, keyed by the source's file
+names, sizes and modification times: touching the data invalidates the cache.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fer_train.spec import CLASSES, IMAGE_SIZE, SPLIT_ALIASES, canonical_split, class_index
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".webp"}
+CACHE_VERSION = 1
+
+
+class DataError(Exception):
+    """Bad or missing data; the message is one line naming the file (and row) at fault."""
+
+
+@dataclass
+class Dataset:
+    images: np.ndarray  # uint8 (N, 48, 48)
+    labels: np.ndarray  # int64 (N,), indexes spec.CLASSES
+    split: str  # Training, PublicTest or PrivateTest
+    source: str
+    skipped: list[str] = field(default_factory=list)  # "where: why" for every item left out
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(CLASSES))
+        return {name: int(n) for name, n in zip(CLASSES, counts)}
+
+
+def load(path: str | os.PathLike, split: str = "train", skip_bad: bool = False, cache: bool = True) -> Dataset:
+    """Load one split of FER2013 from a CSV file or an image-folder tree.
+
+    `path` is a Kaggle CSV, a root holding `<split>/<class>/*.jpg`, or a split folder holding
+    `<class>/*.jpg` directly. With `skip_bad`, malformed rows and unreadable images are left out and
+    listed in `Dataset.skipped`; without it the first one raises DataError.
+    """
+    src = Path(path).expanduser()
+    if not src.exists():
+        raise DataError(f"{src}: no such file or folder")
+    usage = canonical_split(split) if split.lower() in SPLIT_ALIASES else split
+    if src.is_file():
+        files = [src]
+        reader = lambda: _read_csv(src, usage, skip_bad)  # noqa: E731
+    else:
+        split_dir = _find_split_dir(src, split)
+        listing = _list_images(split_dir, skip_bad)
+        reader = lambda: _read_folder(listing, skip_bad)  # noqa: E731
+        files = [p for p, _ in listing]
+    key = _cache_key(src, usage, skip_bad, files)
+    cached = _cache_path(key)
+    if cache and cached.exists():
+        try:
+            return _read_cache(cached, usage, str(src))
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache is rebuilt below
+    images, labels, skipped = reader()
+    _check_not_empty(images, labels, src, usage)
+    data = Dataset(images, labels, usage, str(src), skipped)
+    if cache:
+        _write_cache(cached, data)
+    return data
+
+
+def _check_not_empty(images: np.ndarray, labels: np.ndarray, src: Path, usage: str) -> None:
+    if len(labels) == 0:
+        raise DataError(f"{src}: split {usage} holds no usable faces")
+
+
+# --- CSV -------------------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path, usage: str, skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    images, labels, skipped = [], [], []
+    try:
+        handle = open(path, newline="", encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    with handle:
+        rows = csv.reader(handle)
+        header = [h.strip().lower() for h in next(rows, [])]
+        if "emotion" not in header or "pixels" not in header:
+            raise DataError(f"{path}: not a FER2013 CSV (the header needs emotion and pixels columns)")
+        col_e, col_p = header.index("emotion"), header.index("pixels")
+        col_u = header.index("usage") if "usage" in header else None
+        for line_no, row in enumerate(rows, start=2):
+            if col_u is not None and len(row) > col_u and row[col_u].strip() != usage:
+                continue
+            if col_u is None and usage != "Training":
+                continue  # a CSV without a Usage column is all training data
+            try:
+                face, label = _parse_row(row, col_e, col_p)
+            except ValueError as e:
+                where = f"{path}:{line_no}"
+                if not skip_bad:
+                    raise DataError(f"{where}: {e} (use --skip-bad to leave such rows out)") from None
+                skipped.append(f"{where}: {e}")
+                continue
+            images.append(face)
+            labels.append(label)
+    return _stack(images, labels, skipped)
+
+
+def _parse_row(row: list[str], col_e: int, col_p: int) -> tuple[np.ndarray, int]:
+    if len(row) <= max(col_e, col_p):
+        raise ValueError(f"expected at least {max(col_e, col_p) + 1} columns, got {len(row)}")
+    try:
+        label = int(row[col_e])
+    except ValueError:
+        raise ValueError(f"emotion {row[col_e]!r} is not an integer") from None
+    if not 0 <= label < len(CLASSES):
+        raise ValueError(f"emotion {label} is not a FER2013 label (0-{len(CLASSES) - 1})")
+    try:
+        pixels = np.array(row[col_p].split(), dtype=np.int32)
+    except ValueError:
+        raise ValueError("pixels holds a value that is not an integer") from None
+    if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
+        raise ValueError(f"expected {IMAGE_SIZE * IMAGE_SIZE} pixels, got {pixels.size}")
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise ValueError("pixel values must lie in 0-255")
+    return pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE), label
+
+
+# --- Image folders ---------------------------------------------------------------------------------
+
+
+def _find_split_dir(root: Path, split: str) -> Path:
+    """`root/<split>` under any of the split's names, or `root` itself if it holds class folders."""
+    if _has_class_folders(root):
+        return root
+    wanted = canonical_split(split) if split.lower() in SPLIT_ALIASES else split
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = child.name.lower()
+        if name == split.lower() or SPLIT_ALIASES.get(name) == wanted:
+            return child
+    found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "no folders"
+    raise DataError(f"{root}: no folder for split {split!r} (found {found})")
+
+
+def _has_class_folders(folder: Path) -> bool:
+    return any(p.is_dir() and class_index(p.name) is not None for p in folder.iterdir())
+
+
+def _list_images(split_dir: Path, skip_bad: bool) -> list[tuple[Path, int]]:
+    files: list[tuple[Path, int]] = []
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        label = class_index(class_dir.name)
+        if label is None:
+            if skip_bad:
+                continue
+            raise DataError(
+                f"{class_dir}: unknown class folder (expected one of {', '.join(CLASSES)}; "
+                "use --skip-bad to ignore it)"
+            )
+        files += [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return files
+
+
+def _read_folder(files: list[tuple[Path, int]], skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    images, labels, skipped = [], [], []
+    # OpenCV releases the GIL while decoding, so threads overlap file reads and JPEG decoding.
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        for (path, label), face in zip(files, pool.map(_read_face, (p for p, _ in files))):
+            if face is None:
+                if not skip_bad:
+                    raise DataError(f"{path}: unreadable image (use --skip-bad to leave such files out)")
+                skipped.append(f"{path}: unreadable image")
+                continue
+            images.append(face)
+            labels.append(label)
+    return _stack(images, labels, skipped)
+
+
+def _read_face(path: Path) -> np.ndarray | None:
+    """A 48x48 grayscale face from any image file, or None when it cannot be decoded."""
+    import cv2
+
+    try:
+        raw = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    face = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE) if raw.size else None
+    if face is None:
+        return None
+    if face.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        face = cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+    return face
+
+
+def _stack(images: list, labels: list, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if not images:
+        return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.zeros((0,), np.int64), skipped
+    return np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int64), skipped
+
+
+# --- Cache -----------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where loaded splits are cached: $FER_CACHE_DIR, else ~/.cache/fer-toolkit."""
+    return Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer-toolkit")) / "data"
+
+
+def _cache_key(src: Path, usage: str, skip_bad: bool, files: list[Path]) -> str:
+    h = hashlib.sha256(f"{CACHE_VERSION}|{src.resolve()}|{usage}|{skip_bad}".encode())
+    for path in files:
+        st = path.stat()
+        h.update(f"|{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:24]
+
+
+def _cache_path(key: str) -> Path:
+    return cache_dir() / f"fer-{key}.npz"
+
+
+def _read_cache(path: Path, usage: str, source: str) -> Dataset:
+    with np.load(path, allow_pickle=False) as z:
+        skipped = json.loads(str(z["skipped"]))
+        return Dataset(z["images"], z["labels"].astype(np.int64), usage, source, skipped)
+
+
+def _write_cache(path: Path, data: Dataset) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=data.images, labels=data.labels, skipped=json.dumps(data.skipped))
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only home is no reason to fail loading
+        print(f"note: could not write the data cache {path} ({e})", file=sys.stderr)
+

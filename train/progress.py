@@ -1,0 +1,50 @@
+"""A Rich progress bar for Keras training, with one plain summary line per epoch.
+
+The bar shows the epoch's batches live on a terminal; the summary lines are what lands in a log file
+when training runs in the background under nohup.
+"""
+
+from __future__ import annotations
+
+import keras
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class RichProgress(keras.callbacks.Callback):
+    def __init__(self, epochs: int, log=print):
+        super().__init__()
+        self.epochs, self.log = epochs, log
+        self.progress: Progress | None = None
+        self.task = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        steps = self.params.get("steps")
+        self.progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=steps, metrics="")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.progress is not None:
+            text = f"loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f}" if logs else ""
+            self.progress.update(self.task, completed=batch + 1, metrics=text)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.progress is not None:
+            self.progress.stop()
+        logs = logs or {}
+        lr = float(self.model.optimizer.learning_rate)
+        self.log(
+            f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.4f} "
+            f"val_loss {logs.get('val_loss', 0):.4f} val_acc {logs.get('val_accuracy', 0):.4f} lr {lr:.2e}"
+        )
+
+    def on_train_end(self, logs=None):
+        if self.progress is not None:
+            self.progress.stop()
