@@ -211,8 +211,9 @@ class LiveSource(FrameSource):
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
-        if self._capture is not None:
+        self._thread.join(timeout=5.0)
+        # Releasing a capture another thread is reading from can crash OpenCV: only once the reader is done.
+        if not self._thread.is_alive() and self._capture is not None:
             self._capture.release()
             self._capture = None
 

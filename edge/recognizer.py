@@ -98,6 +98,10 @@ class EmotionRecognizer:
     def detect(self, frame: np.ndarray, color: str = "bgr") -> list[Box]:
         if self.detector is None:
             raise ValueError("this recognizer has no detector: pass boxes")
+        if frame.ndim == 2:
+            import cv2
+
+            frame, color = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), "bgr"
         boxes = self.detector.detect(frame, rgb=color == "rgb")
         return self.select(boxes)
 

@@ -65,7 +65,9 @@ def tiny_folders(tmp_path, tiny_splits) -> Path:
 
 @pytest.fixture
 def tiny_csv(tmp_path, tiny_splits) -> Path:
-    return write_csv(tmp_path / "fer2013.csv", {"Training": tiny_splits["train"], "PublicTest": tiny_splits["test"]})
+    return write_csv(
+        tmp_path / "fer2013.csv", {"Training": tiny_splits["train"], "PublicTest": tiny_splits["test"]}
+    )
 
 
 @pytest.fixture(scope="session")

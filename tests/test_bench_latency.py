@@ -24,8 +24,21 @@ def models():
 def result(models, tmp_path_factory):
     out = tmp_path_factory.mktemp("latency")
     folder = models["fp32"].parent
-    proc = run_cli("latency", "--models", str(folder), "--threads", "1,2", "--runs", str(RUNS), "--warmup", "3",
-                   "--batch", "4", "--out", str(out))
+    proc = run_cli(
+        "latency",
+        "--models",
+        str(folder),
+        "--threads",
+        "1,2",
+        "--runs",
+        str(RUNS),
+        "--warmup",
+        "3",
+        "--batch",
+        "4",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     return read_json(out / "latency.json"), proc
 
@@ -136,11 +149,22 @@ def test_missing_and_corrupt_models_end_in_one_error_line(tmp_path):
 def test_existing_results_are_kept_without_force(models, tmp_path):
     target = tmp_path / "latency.json"
     target.write_text("{}")
-    proc = run_cli("latency", "-m", str(models["int8"]), "--runs", "2", "--threads", "1", "--out", str(tmp_path))
+    proc = run_cli(
+        "latency", "-m", str(models["int8"]), "--runs", "2", "--threads", "1", "--out", str(tmp_path)
+    )
     assert "--force" in error_line(proc)
     assert target.read_text() == "{}"
     proc = run_cli(
-        "latency", "-m", str(models["int8"]), "--runs", "2", "--threads", "1", "--out", str(tmp_path), "--force"
+        "latency",
+        "-m",
+        str(models["int8"]),
+        "--runs",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--force",
     )
     assert proc.returncode == 0, proc.stderr
     assert read_json(target)["kind"] == "fer-bench/latency"

@@ -132,3 +132,13 @@ def _flatbuffer(path) -> bytes:
     data = path.read_bytes()
     start = data.find(b"PK\x03\x04")
     return data[:start] if start > 0 else data
+
+
+def test_rgb_mobile_variant_takes_the_same_faces(models, tmp_path):
+    """A --mobile export takes RGB; gray crops are repeated to three channels and answer as before."""
+    export = pytest.importorskip("fer_export")
+    images, _ = synthetic_faces(per_class=2, seed=2)
+    path = export.export_variant(models["keras"], "fp32", tmp_path / "rgb.tflite", mobile=True)
+    clf = Classifier(path)
+    assert clf.channels == 3
+    assert np.allclose(clf.predict(images), Classifier(models["fp32"]).predict(images), atol=1e-4)

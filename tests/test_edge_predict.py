@@ -153,6 +153,10 @@ def test_api_detects_or_takes_boxes_in_bgr_or_rgb(env, models):
         assert fer(frame, boxes=[(5, 5, 4, 4)]) == []  # tiny faces are not read
         edge = fer(frame, boxes=[(600, 440, 80, 80)])  # a box past the frame's edge still gives a crop
         assert len(edge) == 1 and set(edge[0].to_dict()) >= {"box", "label", "score", "scores"}
+    with EmotionRecognizer(models["fp32"], detector="blazeface") as fer:
+        gray = fer(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        assert len(gray) == len(found)  # the canvas loses its colour, the faces stay where they are
+        assert all(iou(g.box.as_list(), f.box.as_list()) > 0.8 for g, f in zip(gray, found, strict=True))
     with pytest.raises(ValueError, match="uint8"):
         EmotionRecognizer(models["fp32"], detector=None)(frame.astype(np.float32), boxes=[])
 
@@ -160,3 +164,12 @@ def test_api_detects_or_takes_boxes_in_bgr_or_rgb(env, models):
 def test_api_without_a_model_says_so(tmp_path):
     with pytest.raises(ModelError):
         EmotionRecognizer(tmp_path / "none.tflite", detector=None)
+
+
+def test_info_describes_a_model(models):
+    result = invoke("info", models["int8"], "--json")
+    assert result.exit_code == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["labels"] == list(CLASSES) and described["variant"] == "int8"
+    assert described["input"] == {"size": 48, "channels": 1, "dtype": "int8"}
+    assert described["runtime"] in ("ai_edge_litert", "tflite_runtime")

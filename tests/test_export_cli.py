@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,26 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def fer_export(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def fer_export_process(*args) -> subprocess.CompletedProcess:
     """The installed console script's entry point, in a fresh process, as a user runs it."""
     code = "from fer_export.cli import main; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
+    cmd = [sys.executable, "-c", code, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def fer_export(*args) -> Ran:
+    """The CLI in this process (TensorFlow imported once); an unexpected exception fails the test."""
+    result = CliRunner().invoke(app, list(map(str, args)))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def assert_one_error_line(result, pattern: str) -> None:
@@ -87,6 +98,8 @@ def test_quantize_all_writes_verified_models_cards_and_report(exported):
                 "evaluation": card["evaluation"],
             }
             assert card["input"]["channels"] == (3 if mobile else 1)
+    sizes = {mode: variants[(mode, "converter", False)]["size_bytes"] for mode in ("fp32", "fp16", "int8")}
+    assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
     assert variants[("int8", "converter", False)]["input_dtype"] == "int8"
     assert variants[("int8", "converter", True)]["input_dtype"] == "uint8"  # what MediaPipe Tasks accept
     assert (out / "labels.txt").read_text().split()[0] == "angry"
@@ -150,7 +163,9 @@ def test_a_failed_variant_is_reported_and_not_written(tmp_path, tiny_folders):
 
 
 def test_missing_model_file(tmp_path):
-    result = fer_export("quantize", "--model", tmp_path / "nope.keras", "--mode", "fp32", "--out", tmp_path)
+    result = fer_export_process(
+        "quantize", "--model", tmp_path / "nope.keras", "--mode", "fp32", "--out", tmp_path
+    )
     assert_one_error_line(result, "no such model file")
 
 
@@ -210,7 +225,7 @@ def test_inspect_shows_card_metadata_and_quantization(exported):
 def test_inspect_rejects_what_is_not_a_model(tmp_path):
     bad = tmp_path / "x.tflite"
     bad.write_bytes(b"hello world, no model")
-    assert_one_error_line(fer_export("inspect", bad), "not a TFLite flatbuffer")
+    assert_one_error_line(fer_export_process("inspect", bad), "not a TFLite flatbuffer")
     assert_one_error_line(fer_export("inspect", tmp_path / "missing.tflite"), "no such model file")
 
 

@@ -47,6 +47,7 @@ EXPECTED_IO = {
     ("int8", "uint8"): ("uint8", (1.0, 0)),
     ("int8", "float32"): ("float32", None),
 }
+FLOAT_MAX_DIFF = {"fp32": 1e-4, "fp16": 1e-2}
 
 
 @pytest.mark.parametrize(("mode", "io_type"), list(EXPECTED_IO))
@@ -67,6 +68,8 @@ def test_every_mode_converts_runs_and_describes_itself(tmp_path, model, faces, k
     assert probs.shape == (len(images), len(CLASSES))
     assert np.allclose(probs.sum(1), 1.0, atol=0.05)
     assert (probs.argmax(1) == keras_probs.argmax(1)).mean() >= 0.85
+    if mode in FLOAT_MAX_DIFF:  # float variants match Keras to rounding (fp32) or half precision (fp16)
+        assert np.abs(probs - keras_probs).max() < FLOAT_MAX_DIFF[mode]
 
     card = read_card(out)
     assert card["format"] == "fer-model/1" and card["variant"] == mode and card["name"] == "tiny"
@@ -97,23 +100,6 @@ def test_every_mode_converts_runs_and_describes_itself(tmp_path, model, faces, k
     (output,) = meta.outputs
     assert [(f.name, f.type) for f in output.associated_files] == [("labels.txt", 2)]
     assert [f.name for f in meta.associated_files] == ["fer_model.json"]
-
-
-def test_float_variants_match_keras_closely(tmp_path, model, faces, keras_probs):
-    images, _ = faces
-    fp32 = TFLiteRunner(export_variant(model, "fp32", tmp_path / "a.tflite").read_bytes()).predict(images)
-    fp16 = TFLiteRunner(export_variant(model, "fp16", tmp_path / "b.tflite").read_bytes()).predict(images)
-    assert np.abs(fp32 - keras_probs).max() < 1e-4
-    assert np.abs(fp16 - keras_probs).max() < 1e-2
-
-
-def test_quantized_models_are_smaller(tmp_path, model, faces):
-    images, _ = faces
-    sizes = {
-        m: export_variant(model, m, tmp_path / f"{m}.tflite", rep_images=images).stat().st_size
-        for m in ("fp32", "fp16", "int8")
-    }
-    assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
 
 
 def test_mobile_variant_takes_rgb_and_matches_the_gray_model(tmp_path, model, faces, keras_probs):

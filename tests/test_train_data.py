@@ -96,5 +96,8 @@ def test_cache_is_used_and_invalidated_when_the_source_changes(tiny_folders, tin
     write_folders(tiny_folders / "more", {"train": extra})
     import shutil
 
-    shutil.copy(next((tiny_folders / "more" / "train" / "angry").iterdir()), tiny_folders / "train" / "angry" / "new.png")
+    shutil.copy(
+        next((tiny_folders / "more" / "train" / "angry").iterdir()),
+        tiny_folders / "train" / "angry" / "new.png",
+    )
     assert len(data.load(tiny_folders, "train")) == len(first) + 1

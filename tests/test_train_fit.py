@@ -20,7 +20,9 @@ RUN_FILES = ["model.keras", "config.json", "history.csv", "metrics.json", "confu
 
 
 def tiny_cfg(data, **kw) -> FitConfig:
-    options = dict(data=str(data), arch="cnn", epochs=1, batch_size=16, width=0.125, first_kernel=3, command="test")
+    options = dict(
+        data=str(data), arch="cnn", epochs=1, batch_size=16, width=0.125, first_kernel=3, command="test"
+    )
     return FitConfig(**{**options, **kw})
 
 
@@ -34,7 +36,15 @@ def test_one_epoch_of_each_architecture_writes_a_complete_run(tiny_folders, tmp_
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["split"] == "PublicTest" and saved["samples"] == 21
-    assert set(saved["single_crop"]["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert set(saved["single_crop"]["per_class"]) == {
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
+    }
     assert 0.0 <= saved["flip_tta_accuracy"] <= 1.0 and metrics["parameters"] > 0
     config = json.loads((out / "config.json").read_text())
     assert config["labels"][3] == "happy" and config["input"]["range"] == [0, 255]
@@ -62,15 +72,36 @@ def test_finished_run_is_not_overwritten_but_can_be_extended(tiny_folders, tmp_p
     messages = []
     fit(tiny_cfg(tiny_folders, epochs=2, patience=5), out, log=messages.append)
     assert any("resuming at epoch 2" in m for m in messages)
-    assert [h["epoch"] for h in json.loads((out / "checkpoint" / "state.json").read_text())["history"]] == [1, 2]
+    assert [h["epoch"] for h in json.loads((out / "checkpoint" / "state.json").read_text())["history"]] == [
+        1,
+        2,
+    ]
     fit(tiny_cfg(tiny_folders), out, force=True, log=lambda m: None)
     assert len((out / "history.csv").read_text().splitlines()) == 2  # header + the one new epoch
 
 
 def test_a_killed_run_resumes_where_it_stopped(tiny_folders, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "fer_train", "fit", "--data", str(tiny_folders), "--out", str(out), "--epochs", "40",
-           "--width", "0.125", "--first-kernel", "3", "--batch-size", "8", "--patience", "40"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fer_train",
+        "fit",
+        "--data",
+        str(tiny_folders),
+        "--out",
+        str(out),
+        "--epochs",
+        "40",
+        "--width",
+        "0.125",
+        "--first-kernel",
+        "3",
+        "--batch-size",
+        "8",
+        "--patience",
+        "40",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     state = out / "checkpoint" / "state.json"
     deadline = time.time() + 240
@@ -130,16 +161,36 @@ def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
 
 
 def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
-    result = _cli("fit", "--data", tiny_csv, "--out", tmp_path / "run", "--epochs", "1", "--width", "0.125",
-                  "--balance", "over")
+    result = _cli(
+        "fit",
+        "--data",
+        tiny_csv,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--width",
+        "0.125",
+        "--balance",
+        "over",
+    )
     assert result.exit_code == 0, result.output
     assert "after --balance over" in result.output
     report = tmp_path / "eval.json"
-    result = _cli("evaluate", "--model", tmp_path / "run" / "model.keras", "--data", tiny_csv, "--out", report)
+    result = _cli(
+        "evaluate", "--model", tmp_path / "run" / "model.keras", "--data", tiny_csv, "--out", report
+    )
     assert result.exit_code == 0, result.output
     assert "horizontal-flip TTA" in result.output and json.loads(report.read_text())["split"] == "PublicTest"
-    assert _cli("evaluate", "--model", tmp_path / "run" / "model.keras", "--data", tiny_csv, "--out", report).exit_code == 2
+    assert (
+        _cli(
+            "evaluate", "--model", tmp_path / "run" / "model.keras", "--data", tiny_csv, "--out", report
+        ).exit_code
+        == 2
+    )
     result = _cli("compare", "--data", tiny_csv, "--archs", "cnn", "--epochs", "1", "--out", tmp_path / "cmp")
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    assert [r["arch"] for r in rows] == ["cnn"] and "| cnn | PublicTest |" in (tmp_path / "cmp" / "comparison.md").read_text()
+    assert [r["arch"] for r in rows] == ["cnn"] and "| cnn | PublicTest |" in (
+        tmp_path / "cmp" / "comparison.md"
+    ).read_text()

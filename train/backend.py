@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 
 def import_keras():
@@ -26,7 +25,6 @@ def import_keras():
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
-    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     import keras
 
     return keras

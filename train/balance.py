@@ -17,7 +17,9 @@ class BalanceError(ValueError):
     """The data cannot be balanced as asked (too few classes or samples)."""
 
 
-def balance(images: np.ndarray, labels: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def balance(
+    images: np.ndarray, labels: np.ndarray, method: str, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample (images, labels) so that classes are equally frequent.
 
     over: RandomOverSampler up to the largest class; under: RandomUnderSampler down to the smallest;
@@ -43,7 +45,9 @@ def balance(images: np.ndarray, labels: np.ndarray, method: str, seed: int = 0) 
         counts = np.bincount(labels, minlength=len(CLASSES))
         target = int(counts[present].mean())
         down = {c: min(int(counts[c]), target) for c in present}
-        flat, labels = RandomUnderSampler(sampling_strategy=down, random_state=seed).fit_resample(flat, labels)
+        flat, labels = RandomUnderSampler(sampling_strategy=down, random_state=seed).fit_resample(
+            flat, labels
+        )
         up = {c: target for c in present}
         flat, labels = RandomOverSampler(sampling_strategy=up, random_state=seed).fit_resample(flat, labels)
     else:

@@ -1,13 +1,12 @@
 """`fer-train`: train, evaluate and compare FER2013 models.
 
-    fer-train fit --data ../shared/fer2013 --arch cnn --epochs 60 --out runs/cnn
-    fer-train evaluate --model runs/cnn/model.keras --data ../shared/fer2013 --split test
-    fer-train compare --data ../shared/fer2013 --archs cnn,vgg16,inceptionv3 --epochs 5 --out runs/compare
+fer-train fit --data ../shared/fer2013 --arch cnn --epochs 60 --out runs/cnn
+fer-train evaluate --model runs/cnn/model.keras --data ../shared/fer2013 --split test
+fer-train compare --data ../shared/fer2013 --archs cnn,vgg16,inceptionv3 --epochs 5 --out runs/compare
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -64,38 +63,71 @@ def _guarded(run):
 @app.command()
 def fit(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
-    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, model.keras and reports land here."),
+    out: Path = typer.Option(
+        ..., "--out", help="Run folder: checkpoints, model.keras and reports land here."
+    ),
     arch: str = typer.Option("cnn", help="Architecture: cnn, vgg16 or inceptionv3."),
     epochs: int = typer.Option(60, min=1, help="Maximum epochs (EarlyStopping may end sooner)."),
     batch_size: int = typer.Option(64, min=1),
     optimizer: str = typer.Option("adam", help="adam or nadam."),
     lr: float = typer.Option(1e-3, help="Initial learning rate; ReduceLROnPlateau halves it on plateaus."),
     balance: str = typer.Option("none", help=f"Class balancing of the training split: {'|'.join(METHODS)}."),
-    class_weight: bool = typer.Option(False, "--class-weight", help="Weight the loss by inverse class frequency."),
+    class_weight: bool = typer.Option(
+        False, "--class-weight", help="Weight the loss by inverse class frequency."
+    ),
     label_smoothing: float = typer.Option(0.0, min=0.0, max=0.5),
-    augment: bool = typer.Option(True, help="Random flip, rotation, shift, zoom and brightness while training."),
-    width: float = typer.Option(1.0, min=0.1, help="cnn only: filter-count multiplier (0.5 trains ~3x faster)."),
+    augment: bool = typer.Option(
+        True, help="Random flip, rotation, shift, zoom and brightness while training."
+    ),
+    width: float = typer.Option(
+        1.0, min=0.1, help="cnn only: filter-count multiplier (0.5 trains ~3x faster)."
+    ),
     first_kernel: int = typer.Option(5, help="cnn only: kernel size of the first block (the seed uses 5)."),
-    dropout_scale: float = typer.Option(1.0, min=0.0, help="cnn only: multiplies every dropout rate (seed: 1.0)."),
-    weights: str = typer.Option(None, help="vgg16/inceptionv3 only: a local no-top weights file (default: none)."),
+    dropout_scale: float = typer.Option(
+        1.0, min=0.0, help="cnn only: multiplies every dropout rate (seed: 1.0)."
+    ),
+    weights: str = typer.Option(
+        None, help="vgg16/inceptionv3 only: a local no-top weights file (default: none)."
+    ),
     patience: int = typer.Option(12, help="EarlyStopping patience in epochs (on validation accuracy)."),
     train_split: str = typer.Option("train", help="Split to train on."),
     val_split: str = typer.Option("test", help="Split to validate and select on (test = PublicTest)."),
     val_data: Path = typer.Option(None, help="Validation data from another source than --data."),
     limit: int = typer.Option(None, help="Train on at most this many faces (quick trials)."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
+    ),
     seed: int = typer.Option(0),
-    force: bool = typer.Option(False, "--force", help="Start over in a folder that holds a finished or other run."),
+    force: bool = typer.Option(
+        False, "--force", help="Start over in a folder that holds a finished or other run."
+    ),
 ) -> None:
     """Train a model; run the same command again after an interruption to resume."""
     from fer_train.fit import FitConfig
     from fer_train.fit import fit as run_fit
 
     cfg = FitConfig(
-        data=str(data), arch=arch, epochs=epochs, batch_size=batch_size, optimizer=optimizer, learning_rate=lr,
-        balance=balance, class_weight=class_weight, label_smoothing=label_smoothing, augment=augment,
-        width=width, first_kernel=first_kernel, dropout_scale=dropout_scale, weights=weights, patience=patience, train_split=train_split,
-        val_split=val_split, val_data=str(val_data) if val_data else None, limit=limit, skip_bad=skip_bad, seed=seed,
+        data=str(data),
+        arch=arch,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        learning_rate=lr,
+        balance=balance,
+        class_weight=class_weight,
+        label_smoothing=label_smoothing,
+        augment=augment,
+        width=width,
+        first_kernel=first_kernel,
+        dropout_scale=dropout_scale,
+        weights=weights,
+        patience=patience,
+        train_split=train_split,
+        val_split=val_split,
+        val_data=str(val_data) if val_data else None,
+        limit=limit,
+        skip_bad=skip_bad,
+        seed=seed,
     )
     if balance not in METHODS:
         _fail(f"unknown --balance {balance!r}: use one of {', '.join(METHODS)}")
@@ -109,7 +141,9 @@ def evaluate(
     model: Path = typer.Option(..., "--model", help="A .keras model (e.g. a run's model.keras)."),
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     split: str = typer.Option("test", help="train, test (PublicTest) or private (PrivateTest)."),
-    out: Path = typer.Option(None, help="Write the report as JSON here (and a confusion-matrix PNG beside it)."),
+    out: Path = typer.Option(
+        None, help="Write the report as JSON here (and a confusion-matrix PNG beside it)."
+    ),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
 ) -> None:
@@ -131,7 +165,11 @@ def evaluate(
         typer.echo(ev.to_markdown(report, f"{model.name} on {ds.split}"))
         if out:
             write_json(out, report)
-            ev.plot_confusion(report["single_crop"]["confusion_matrix"], out.with_suffix(".png"), f"{model.name} on {ds.split}")
+            ev.plot_confusion(
+                report["single_crop"]["confusion_matrix"],
+                out.with_suffix(".png"),
+                f"{model.name} on {ds.split}",
+            )
             _log(f"report written to {out}")
 
     _guarded(run)
@@ -145,13 +183,19 @@ def compare(
     out: Path = typer.Option(Path("runs/compare"), help="One run folder per architecture, and the table."),
     batch_size: int = typer.Option(64, min=1),
     limit: int = typer.Option(None, help="Train each on at most this many faces."),
-    force: bool = typer.Option(False, "--force", help="Retrain architectures that already have a finished run."),
+    force: bool = typer.Option(
+        False, "--force", help="Retrain architectures that already have a finished run."
+    ),
 ) -> None:
     """Train each architecture under the same budget and write one comparison table (Markdown and JSON)."""
     from fer_train.compare import compare as run_compare
 
     names = [a.strip() for a in archs.split(",") if a.strip()]
-    _guarded(lambda: run_compare(data, names, epochs, out, batch_size=batch_size, limit=limit, force=force, log=_log))
+    _guarded(
+        lambda: run_compare(
+            data, names, epochs, out, batch_size=batch_size, limit=limit, force=force, log=_log
+        )
+    )
 
 
 def _load_keras(path: Path):

@@ -13,13 +13,23 @@ from fer_train.files import write_json, write_text
 from fer_train.fit import FitConfig, fit
 
 
-def compare(data, archs: list[str], epochs: int, out: Path, batch_size: int = 64, limit: int | None = None,
-            force: bool = False, log=print) -> list[dict]:
+def compare(
+    data,
+    archs: list[str],
+    epochs: int,
+    out: Path,
+    batch_size: int = 64,
+    limit: int | None = None,
+    force: bool = False,
+    log=print,
+) -> list[dict]:
     from fer_train.models import ARCHS
 
     unknown = [a for a in archs if a not in ARCHS]
     if unknown or not archs:
-        raise ValueError(f"unknown architecture(s) {', '.join(unknown) or '(none given)'}: use {', '.join(ARCHS)}")
+        raise ValueError(
+            f"unknown architecture(s) {', '.join(unknown) or '(none given)'}: use {', '.join(ARCHS)}"
+        )
     rows = []
     for arch in archs:
         run = Path(out) / arch
@@ -28,19 +38,28 @@ def compare(data, archs: list[str], epochs: int, out: Path, batch_size: int = 64
             metrics = json.loads((run / "metrics.json").read_text())
         else:
             log(f"{arch}: training for {epochs} epochs in {run}")
-            cfg = FitConfig(data=str(data), arch=arch, epochs=epochs, batch_size=batch_size, limit=limit,
-                            patience=epochs, command=f"fer-train compare --archs {arch} --epochs {epochs}")
+            cfg = FitConfig(
+                data=str(data),
+                arch=arch,
+                epochs=epochs,
+                batch_size=batch_size,
+                limit=limit,
+                patience=epochs,
+                command=f"fer-train compare --archs {arch} --epochs {epochs}",
+            )
             metrics = fit(cfg, run, force=force, log=log)
-        rows.append({
-            "arch": arch,
-            "split": metrics["split"],
-            "accuracy": metrics["accuracy"],
-            "flip_tta_accuracy": metrics["flip_tta_accuracy"],
-            "macro_f1": metrics["macro_f1"],
-            "parameters": metrics["parameters"],
-            "epochs": metrics["epochs"],
-            "seconds_per_epoch": metrics["seconds_per_epoch"],
-        })
+        rows.append(
+            {
+                "arch": arch,
+                "split": metrics["split"],
+                "accuracy": metrics["accuracy"],
+                "flip_tta_accuracy": metrics["flip_tta_accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "parameters": metrics["parameters"],
+                "epochs": metrics["epochs"],
+                "seconds_per_epoch": metrics["seconds_per_epoch"],
+            }
+        )
     write_json(Path(out) / "comparison.json", rows)
     write_text(Path(out) / "comparison.md", to_markdown(rows))
     log(to_markdown(rows))
@@ -54,7 +73,7 @@ def to_markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['arch']} | {r['split']} | {r['accuracy']:.2%} | {r['flip_tta_accuracy']:.2%} | {r['macro_f1']:.4f} "
-            f"| {r['parameters']:,} | {r['epochs']} | {r['seconds_per_epoch']} |"
+            f"| {r['arch']} | {r['split']} | {r['accuracy']:.2%} | {r['flip_tta_accuracy']:.2%} "
+            f"| {r['macro_f1']:.4f} | {r['parameters']:,} | {r['epochs']} | {r['seconds_per_epoch']} |"
         )
     return "\n".join(lines) + "\n"

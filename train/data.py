@@ -44,7 +44,9 @@ class Dataset:
         return {name: int(n) for name, n in zip(CLASSES, counts)}
 
 
-def load(path: str | os.PathLike, split: str = "train", skip_bad: bool = False, cache: bool = True) -> Dataset:
+def load(
+    path: str | os.PathLike, split: str = "train", skip_bad: bool = False, cache: bool = True
+) -> Dataset:
     """Load one split of FER2013 from a CSV file or an image-folder tree.
 
     `path` is a Kaggle CSV, a root holding `<split>/<class>/*.jpg`, or a split folder holding
@@ -89,7 +91,7 @@ def _check_not_empty(images: np.ndarray, labels: np.ndarray, src: Path, usage: s
 def _read_csv(path: Path, usage: str, skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
     images, labels, skipped = [], [], []
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the with below
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     with handle:
@@ -243,4 +245,3 @@ def _write_cache(path: Path, data: Dataset) -> None:
         os.replace(tmp, path)
     except OSError as e:  # a read-only home is no reason to fail loading
         print(f"note: could not write the data cache {path} ({e})", file=sys.stderr)
-

@@ -34,13 +34,22 @@ def classification_report(labels: np.ndarray, predicted: np.ndarray, classes=CLA
     predicted_count = cm.sum(axis=0)
     precision = np.divide(tp, predicted_count, out=np.zeros(n), where=predicted_count > 0)
     recall = np.divide(tp, support, out=np.zeros(n), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
-    present = support > 0  # macro-F1 over the classes the data holds, as scikit-learn does with labels=present
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0
+    )
+    present = (
+        support > 0
+    )  # macro-F1 over the classes the data holds, as scikit-learn does with labels=present
     return {
         "accuracy": float(tp.sum() / max(1, cm.sum())),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "per_class": {
-            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            c: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, c in enumerate(classes)
         },
         "confusion_matrix": cm.tolist(),
@@ -77,7 +86,9 @@ def to_markdown(report: dict, title: str = "Evaluation") -> str:
         "|---|---|---|---|---|",
     ]
     for name, m in single["per_class"].items():
-        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+        lines.append(
+            f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -100,8 +111,15 @@ def plot_confusion(cm, path: str | Path, title: str = "Confusion matrix", classe
     ax.set_title(title)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{norm[i, j]:.2f}\n{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}\n{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=110))

@@ -16,6 +16,7 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
 from fer_train.files import atomic_write, write_json, write_text
 from fer_train.spec import CLASSES, INPUT_SPEC, OUTPUT_SPEC
+
+# fit() warns about a shuffle flag that tf.data input ignores; the pipeline below shuffles itself.
+warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 
 # Settings that may differ between the first run and a resumed one without changing what is trained.
 RESUMABLE_CHANGES = {"epochs", "patience", "command"}
@@ -64,7 +68,11 @@ class FitConfig:
 
     def model_options(self) -> dict:
         if self.arch == "cnn":
-            return {"width": self.width, "first_kernel": self.first_kernel, "dropout_scale": self.dropout_scale}
+            return {
+                "width": self.width,
+                "first_kernel": self.first_kernel,
+                "dropout_scale": self.dropout_scale,
+            }
         return {"weights": self.weights}
 
 
@@ -89,7 +97,9 @@ def _prepare_run_dir(cfg: FitConfig, out: Path, force: bool) -> None:
         shutil.rmtree(out)
     elif config_path.exists():
         previous = json.loads(config_path.read_text())["fit"]
-        changed = sorted(k for k, v in asdict(cfg).items() if previous.get(k) != v and k not in RESUMABLE_CHANGES)
+        changed = sorted(
+            k for k, v in asdict(cfg).items() if previous.get(k) != v and k not in RESUMABLE_CHANGES
+        )
         if changed:
             raise TrainError(
                 f"{out}: holds a run with other settings ({', '.join(changed)}); "
@@ -146,9 +156,13 @@ def _load_splits(cfg: FitConfig, log) -> tuple[fer_data.Dataset, fer_data.Datase
     if cfg.limit:
         rng = np.random.default_rng(cfg.seed)
         keep = np.sort(rng.permutation(len(train))[: cfg.limit])
-        train = fer_data.Dataset(train.images[keep], train.labels[keep], train.split, train.source, train.skipped)
+        train = fer_data.Dataset(
+            train.images[keep], train.labels[keep], train.split, train.source, train.skipped
+        )
     if len(np.unique(train.labels)) < 2:
-        raise TrainError(f"{cfg.data}: the {train.split} split holds a single class; training needs at least two")
+        raise TrainError(
+            f"{cfg.data}: the {train.split} split holds a single class; training needs at least two"
+        )
     log(f"{train.split}: {len(train)} faces {_counts(train.labels)}")
     if cfg.balance != "none":
         images, labels = balance(train.images, train.labels, cfg.balance, seed=cfg.seed)
@@ -191,7 +205,9 @@ def _model_and_state(cfg: FitConfig, out: Path):
         try:
             return keras.models.load_model(ckpt), json.loads(state_path.read_text())
         except Exception as e:  # noqa: BLE001 - any damage to the checkpoint means the same thing
-            raise TrainError(f"{ckpt}: checkpoint cannot be read ({type(e).__name__}); use --force to start over") from None
+            raise TrainError(
+                f"{ckpt}: checkpoint cannot be read ({type(e).__name__}); use --force to start over"
+            ) from None
     model = build_model(cfg.arch, **cfg.model_options())
     optimizers = {"adam": keras.optimizers.Adam, "nadam": keras.optimizers.Nadam}
     if cfg.optimizer not in optimizers:
@@ -211,7 +227,9 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, log) -> No
     plateau = keras.callbacks.ReduceLROnPlateau(
         monitor="val_accuracy", mode="max", factor=0.5, patience=cfg.lr_patience, min_lr=1e-6
     )
-    best = keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True)
+    best = keras.callbacks.ModelCheckpoint(
+        str(out / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True
+    )
     resume = ResumeCheckpoint(out / "checkpoint", state, early, plateau, best, cfg.patience)
     weights = class_weights(train.labels) if cfg.class_weight else None
     if weights:
@@ -307,7 +325,9 @@ def _finish(cfg: FitConfig, out: Path, val, log) -> dict:
     report["train_seconds"] = round(state.get("train_seconds", 0.0), 1)
     report["seconds_per_epoch"] = round(report["train_seconds"] / max(1, len(history)), 1)
     report["parameters"] = int(model.count_params())
-    ev.plot_confusion(report["single_crop"]["confusion_matrix"], out / "confusion.png", f"{cfg.arch} on {val.split}")
+    ev.plot_confusion(
+        report["single_crop"]["confusion_matrix"], out / "confusion.png", f"{cfg.arch} on {val.split}"
+    )
     if history:
         ev.plot_curves(history, out / "curves.png")
     write_text(out / "metrics.md", ev.to_markdown(report, f"{cfg.arch}: {out.name}"))

@@ -63,7 +63,9 @@ def build_cnn(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _imagenet_backbone(application, min_size: int, to_rgb_layer, weights: str | None, num_classes: int, name: str):
+def _imagenet_backbone(
+    application, min_size: int, to_rgb_layer, weights: str | None, num_classes: int, name: str
+):
     """Wrap a keras.applications network: gray 0-255 in, the network's own input convention inside."""
     import keras
     from keras import layers
@@ -84,7 +86,7 @@ def _imagenet_backbone(application, min_size: int, to_rgb_layer, weights: str | 
 
 
 def build_vgg16(weights: str | None = None, num_classes: int = len(CLASSES), name: str = "fer_vgg16"):
-    """VGG16 from keras.applications; `weights` is a local no-top weights file (ImageNet, caffe-style input)."""
+    """VGG16 from keras.applications; `weights` is a local no-top weights file (caffe-style input)."""
     import keras
     from keras import layers
 
@@ -93,7 +95,9 @@ def build_vgg16(weights: str | None = None, num_classes: int = len(CLASSES), nam
     return _imagenet_backbone(keras.applications.VGG16, 32, caffe, weights, num_classes, name)
 
 
-def build_inceptionv3(weights: str | None = None, num_classes: int = len(CLASSES), name: str = "fer_inceptionv3"):
+def build_inceptionv3(
+    weights: str | None = None, num_classes: int = len(CLASSES), name: str = "fer_inceptionv3"
+):
     """InceptionV3 from keras.applications at its minimum input size, 75x75; input scaled to [-1, 1]."""
     import keras
     from keras import layers
@@ -105,7 +109,9 @@ def build_inceptionv3(weights: str | None = None, num_classes: int = len(CLASSES
 ARCHS: dict[str, Arch] = {
     "cnn": Arch(build_cnn, "custom Conv2D/ELU/BatchNorm network with a width multiplier"),
     "vgg16": Arch(build_vgg16, "keras.applications VGG16, gray to RGB inside the model"),
-    "inceptionv3": Arch(build_inceptionv3, "keras.applications InceptionV3, resized to 75x75 inside the model"),
+    "inceptionv3": Arch(
+        build_inceptionv3, "keras.applications InceptionV3, resized to 75x75 inside the model"
+    ),
 }
 
 

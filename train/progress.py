@@ -40,10 +40,9 @@ class RichProgress(keras.callbacks.Callback):
             self.progress.stop()
         logs = logs or {}
         lr = float(self.model.optimizer.learning_rate)
-        self.log(
-            f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.4f} "
-            f"val_loss {logs.get('val_loss', 0):.4f} val_acc {logs.get('val_accuracy', 0):.4f} lr {lr:.2e}"
-        )
+        parts = [f"{k} {logs.get(k, 0):.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")]
+        summary = " ".join(parts).replace("accuracy", "acc")
+        self.log(f"epoch {epoch + 1}/{self.epochs}: {summary} lr {lr:.2e}")
 
     def on_train_end(self, logs=None):
         if self.progress is not None:
