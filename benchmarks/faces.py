@@ -23,7 +23,12 @@ def load_split(path: str | Path, split: str = "test", limit: int | None = None, 
         # A random subset keeps the class mix of the split; the seed keeps it the same across runs.
         keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:limit])
         images, labels = images[keep], labels[keep]
-    source = {"path": str(path), "split": data.split, "samples": int(len(labels)), "of": int(len(data.labels))}
+    source = {
+        "path": str(path),
+        "split": data.split,
+        "samples": int(len(labels)),
+        "of": int(len(data.labels)),
+    }
     return images, labels, source
 
 

@@ -8,6 +8,7 @@ resident size just before the model was loaded: TFLite allocates in C++, where t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -39,7 +40,9 @@ def parse_threads(text: str) -> list[int]:
     try:
         counts = [int(x) for x in str(text).replace(" ", "").split(",") if x]
     except ValueError:
-        raise BenchError(f"--threads {text!r}: expected positive integers separated by commas, e.g. 1,2,4") from None
+        raise BenchError(
+            f"--threads {text!r}: expected positive integers separated by commas, e.g. 1,2,4"
+        ) from None
     if not counts or min(counts) < 1:
         raise BenchError(f"--threads {text!r}: expected positive integers separated by commas, e.g. 1,2,4")
     return list(dict.fromkeys(counts))
@@ -125,7 +128,12 @@ def _batch_throughput(clf, faces: np.ndarray, settings: Settings) -> float:
 
 def measure_isolated(entry: ModelEntry, threads: int, faces_file: Path, settings: Settings) -> dict:
     """`measure` in a fresh Python process; its result comes back as JSON on stdout."""
-    job = {"entry": entry.to_dict(), "threads": threads, "faces": str(faces_file), "settings": settings.__dict__}
+    job = {
+        "entry": entry.to_dict(),
+        "threads": threads,
+        "faces": str(faces_file),
+        "settings": settings.__dict__,
+    }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-m", "fer_bench.latency"],
@@ -209,10 +217,8 @@ def _peak_rss_mb() -> float | None:
 
 def _reset_peak_rss() -> None:
     """Start the peak at the current RSS, so import-time peaks are not counted (Linux 4.0+)."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _worker() -> int:

@@ -77,7 +77,8 @@ def one_line(machine: dict) -> str:
     cores = f"{machine.get('usable_cores')}/{machine.get('cores')} cores"
     pinned = f", pinned to core {machine['pinned_core']}" if machine.get("pinned_core") is not None else ""
     board = f"{machine['board']}, " if machine.get("board") else ""
-    return f"{board}{machine.get('cpu')}, {cores} ({machine.get('arch')}){pinned}, {machine.get('os')}, {machine.get('python')}"
+    where = f"{board}{machine.get('cpu')}, {cores} ({machine.get('arch')}){pinned}"
+    return f"{where}, {machine.get('os')}, {machine.get('python')}"
 
 
 def _cpuinfo_fields() -> dict[str, str]:

@@ -77,6 +77,24 @@ def _variant(model: Path) -> str:
     return "dynamic" if np.dtype(np.int8) in dtypes else "fp32"
 
 
+def float_probs(entry: ModelEntry, images: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The peer's float Keras model (its .hdf5) on the same faces, its reference for the loss of its
+    quantization; None and the reason when TensorFlow is not installed or the file does not load."""
+    path = Path(entry.path).parent / Path(HDF5).name
+    if not path.is_file():
+        return None, f"{path} not found"
+    try:
+        import keras
+    except ImportError:
+        return None, "TensorFlow is not installed"
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as err:  # noqa: BLE001 - Keras raises many types for a file it cannot read
+        return None, f"{path.name} does not load ({str(err).splitlines()[0][:120]})"
+    x = PeerClassifier.preprocess(np.asarray(images))
+    return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32), str(path)
+
+
 def open_peer(entry: ModelEntry, threads: int = 1) -> PeerClassifier:
     return PeerClassifier(entry.path, threads)
 

@@ -46,7 +46,9 @@ def read_results(folder: Path) -> dict[str, dict]:
             raise BenchError(f"{path}: not a fer-bench {kind} results file")
         found[kind] = data
     if not found:
-        raise BenchError(f"{folder}: no results to report (run fer-bench latency/accuracy/pipeline --out {folder})")
+        raise BenchError(
+            f"{folder}: no results to report (run fer-bench latency/accuracy/pipeline --out {folder})"
+        )
     return found
 
 
@@ -90,8 +92,13 @@ def summarize(results: dict[str, dict]) -> list[dict]:
     if lat:
         for key, r in fewest_threads(lat["results"]).items():
             rows.setdefault(key, {"model": key}).update(
-                {"threads": r["threads"], "p50_ms": r["latency_ms"]["p50"], "p99_ms": r["latency_ms"]["p99"],
-                 "throughput_fps": r["throughput_fps"], "peak_memory_mb": r["memory_mb"]["delta"]}
+                {
+                    "threads": r["threads"],
+                    "p50_ms": r["latency_ms"]["p50"],
+                    "p99_ms": r["latency_ms"]["p99"],
+                    "throughput_fps": r["throughput_fps"],
+                    "peak_memory_mb": r["memory_mb"]["delta"],
+                }
             )
     acc = results.get("accuracy")
     if acc:
@@ -142,31 +149,67 @@ def markdown(results: dict[str, dict], summary: list[dict], plots: dict, notes: 
     return "\n".join(parts)
 
 
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _header(names: list[str], left: int = 1) -> list[str]:
+    """A table's header and alignment rows: the first `left` columns text, the rest numbers."""
+    return [_row(names), "|" + "---|" * left + "---:|" * (len(names) - left)]
+
+
+SUMMARY_COLUMNS = [
+    "model", "variant", "size", "threads", "p50 ms", "p99 ms", "faces/s", "peak memory",
+    "accuracy", "macro-F1", "loss vs reference",
+]  # fmt: skip
+
+
 def _summary_md(summary: list[dict]) -> list[str]:
     lines = [
         "## Summary",
         "",
-        "Latency is one face per call at the fewest threads measured; accuracy is single-crop on the data named below.",
+        "Latency is one face per call at the fewest threads measured; "
+        "accuracy is single-crop on the data named below.",
         "",
-        "| model | variant | size | threads | p50 ms | p99 ms | faces/s | peak memory | accuracy | macro-F1 | loss vs reference |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *_header(SUMMARY_COLUMNS, left=2),
     ]
     for r in summary:
-        loss = f"{r['accuracy_loss_pp']:+.2f} pp" if r.get("accuracy_loss_pp") is not None else "-"
         lines.append(
-            f"| {r['model']} | {r.get('variant') or '-'} | {_size(r.get('size_bytes'))} | {r.get('threads', '-')} | "
-            f"{_num(r.get('p50_ms'), 3)} | {_num(r.get('p99_ms'), 3)} | {_num(r.get('throughput_fps'), 0)} | "
-            f"{_mb(r.get('peak_memory_mb'))} | {_pct(r.get('accuracy'))} | {_num(r.get('macro_f1'), 4)} | {loss} |"
+            _row(
+                [
+                    r["model"],
+                    r.get("variant") or "-",
+                    _size(r.get("size_bytes")),
+                    r.get("threads", "-"),
+                    _num(r.get("p50_ms"), 3),
+                    _num(r.get("p99_ms"), 3),
+                    _num(r.get("throughput_fps"), 0),
+                    _mb(r.get("peak_memory_mb")),
+                    _pct(r.get("accuracy")),
+                    _num(r.get("macro_f1"), 4),
+                    _signed(r.get("accuracy_loss_pp"), " pp"),
+                ]
+            )
         )
     return lines + [""]
 
 
 def _models_md(entries: list[dict]) -> list[str]:
-    lines = ["## Models", "", "| model | whose | variant | file size | input | file |", "|---|---|---|---:|---|---|"]
+    lines = ["## Models", "", *_header(["model", "whose", "variant", "file size", "input", "file"], left=3)]
+    lines[-1] = "|---|---|---|---:|---|---|"
     for e in entries:
+        name = Path(e["path"]).name
         lines.append(
-            f"| {e['key']} | {e.get('origin')} | {e.get('variant')} | {_size(e.get('size_bytes'))} | "
-            f"{e.get('input', '')} | `{Path(e['path']).name}` |"
+            _row(
+                [
+                    e["key"],
+                    e.get("origin"),
+                    e.get("variant"),
+                    _size(e.get("size_bytes")),
+                    e.get("input", ""),
+                    f"`{name}`",
+                ]
+            )
         )
     return lines + [""]
 
@@ -174,37 +217,61 @@ def _models_md(entries: list[dict]) -> list[str]:
 def latency_md(lat: dict, plots: dict) -> list[str]:
     s = lat["settings"]
     pinned = f", pinned to core {s['pin_core']}" if s.get("pin_core") is not None else ""
+    columns = [
+        "model", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "faces/s (batch 1)",
+        f"faces/s (batch {s['batch']})", "load ms", "peak memory", "size",
+    ]  # fmt: skip
     lines = [
         "## Latency",
         "",
-        f"On {one_line(lat['machine'])}. Batch 1: {s['warmup']} warm-up calls, then {s['runs']} timed calls of "
-        f"`predict` on one 48x48 face ({s['faces']}){pinned}; the time includes the model's input conversion. "
-        f"Batch throughput: `predict` on {s['batch']} faces at once. Peak memory: {lat.get('memory_method', '')}.",
+        f"On {one_line(lat['machine'])}. Batch 1: {s['warmup']} warm-up calls, then {s['runs']} timed "
+        f"calls of `predict` on one 48x48 face ({s['faces']}){pinned}; the time includes the model's "
+        "input conversion. "
+        f"Batch throughput: `predict` on {s['batch']} faces at once. "
+        f"Peak memory: {lat.get('memory_method', '')}.",
         "",
-        f"| model | threads | p50 ms | p90 ms | p99 ms | mean ms | faces/s (batch 1) | faces/s (batch {s['batch']}) "
-        "| load ms | peak memory | size |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *_header(columns),
     ]
     for r in lat["results"]:
         m = r["latency_ms"]
         lines.append(
-            f"| {r['model']} | {r['threads']} | {m['p50']:.3f} | {m['p90']:.3f} | {m['p99']:.3f} | {m['mean']:.3f} | "
-            f"{r['throughput_fps']:.0f} | {r['batch_throughput_fps']:.0f} | {r['load_ms']:.1f} | "
-            f"{_mb(r['memory_mb']['delta'])} | {_size(r['size_bytes'])} |"
+            _row(
+                [
+                    r["model"],
+                    r["threads"],
+                    f"{m['p50']:.3f}",
+                    f"{m['p90']:.3f}",
+                    f"{m['p99']:.3f}",
+                    f"{m['mean']:.3f}",
+                    f"{r['throughput_fps']:.0f}",
+                    f"{r['batch_throughput_fps']:.0f}",
+                    f"{r['load_ms']:.1f}",
+                    _mb(r["memory_mb"]["delta"]),
+                    _size(r["size_bytes"]),
+                ]
+            )
         )
     lines.append("")
     if LATENCY_PNG in plots.values():
         lines += [f"![latency distributions]({LATENCY_PNG})", ""]
-    return lines + [f"- {n}" for n in lat.get("notes", [])] + ([""] if lat.get("notes") else [])
+    return lines + _notes(lat)
+
+
+def _notes(doc: dict) -> list[str]:
+    notes = doc.get("notes") or []
+    return [f"- {n}" for n in notes] + ([""] if notes else [])
 
 
 def accuracy_md(acc: dict, plots: dict) -> list[str]:
     data, ref = acc["data"], acc.get("reference")
     ref_text = (
-        f"Reference: **{ref['model']}** ({ref['kind']}), accuracy {_pct(ref['accuracy'])}; "
-        "loss = reference minus model, in percentage points; agreement = same top-1 answer as the reference."
+        f"Our reference: **{ref['model']}** ({ref['kind']}), accuracy {_pct(ref['accuracy'])}. "
         if ref
-        else "No reference model (pass --reference, or include an fp32 model)."
+        else "No reference for our models (pass --reference, or include an fp32 model). "
+    )
+    ref_text += (
+        "A peer is compared with its own float model. Loss = the reference's accuracy minus the model's, "
+        "in percentage points; agreement = the same top-1 answer as the reference."
     )
     lines = [
         "## Accuracy",
@@ -214,15 +281,24 @@ def accuracy_md(acc: dict, plots: dict) -> list[str]:
         + ", single crop. "
         + ref_text,
         "",
-        "| model | accuracy | macro-F1 | loss vs reference | agreement | mean abs prob diff |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | accuracy | macro-F1 | reference | its accuracy | loss | agreement | mean abs prob diff |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in acc["results"]:
         v = r.get("vs_reference") or {}
         lines.append(
-            f"| {r['model']} | {_pct(r['accuracy'])} | {r['macro_f1']:.4f} | "
-            f"{_signed(v.get('accuracy_loss_pp'), ' pp')} | {_pct(v.get('top1_agreement'))} | "
-            f"{_num(v.get('mean_abs_prob_diff'), 4)} |"
+            _row(
+                [
+                    r["model"],
+                    _pct(r["accuracy"]),
+                    f"{r['macro_f1']:.4f}",
+                    v.get("reference", "-"),
+                    _pct(v.get("reference_accuracy")),
+                    _signed(v.get("accuracy_loss_pp"), " pp"),
+                    _pct(v.get("top1_agreement")),
+                    _num(v.get("mean_abs_prob_diff"), 4),
+                ]
+            )  # fmt: skip
         )
     lines += ["", "Recall per class:", "", "| model | " + " | ".join(CLASSES) + " |"]
     lines.append("|---|" + "---:|" * len(CLASSES))
@@ -235,16 +311,19 @@ def accuracy_md(acc: dict, plots: dict) -> list[str]:
     if confusions:
         lines += ["Confusion matrices (rows: true class, normalized; counts below):", ""]
         lines += [f"![confusion matrix of {k.split(':', 1)[1]}]({v})" for k, v in confusions] + [""]
-    return lines + [f"- {n}" for n in acc.get("notes", [])] + ([""] if acc.get("notes") else [])
+    return lines + _notes(acc)
 
 
 def pipeline_md(pipe: dict, plots: dict) -> list[str]:
     lines = [
         "## Pipeline",
         "",
-        f"On {one_line(pipe['machine'])}. Source `{pipe['source']}`, {pipe['settings'].get('description', '')}",
+        f"On {one_line(pipe['machine'])}. Source `{pipe['source']}`, "
+        f"{pipe['settings'].get('description', '')}",
         "",
-        "| model | frames | FPS | faces/frame | " + " | ".join(f"{s} ms" for s in pipe["stages"]) + " | total ms |",
+        "| model | frames | FPS | faces/frame | "
+        + " | ".join(f"{s} ms" for s in pipe["stages"])
+        + " | total ms |",
         "|---|---:|---:|---:|" + "---:|" * (len(pipe["stages"]) + 1),
     ]
     for r in pipe["results"]:
@@ -256,7 +335,7 @@ def pipeline_md(pipe: dict, plots: dict) -> list[str]:
     lines.append("")
     if PIPELINE_PNG in plots.values():
         lines += [f"![pipeline stage split]({PIPELINE_PNG})", ""]
-    return lines + [f"- {n}" for n in pipe.get("notes", [])] + ([""] if pipe.get("notes") else [])
+    return lines + _notes(pipe)
 
 
 def _machines_md(results: dict[str, dict]) -> list[str]:
@@ -362,8 +441,13 @@ def plot_tradeoff(summary: list[dict], path: Path) -> Path:
             continue
         peer = r.get("origin") not in (None, "fer-edge-toolkit")
         ax.scatter(r["p50_ms"], 100 * r["accuracy"], marker="s" if peer else "o", s=60)
-        ax.annotate(f"{r['model']} ({r.get('variant')})", (r["p50_ms"], 100 * r["accuracy"]),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(
+            f"{r['model']} ({r.get('variant')})",
+            (r["p50_ms"], 100 * r["accuracy"]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
     ax.margins(x=0.3, y=0.15)  # room for the labels right of the points
     ax.set_xlabel("p50 latency per face, ms (fewest threads measured)")
     ax.set_ylabel("accuracy, %")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from fer_edge.boxes import Box, iou_matrix
 from fer_edge.errors import DetectorError, ModelError
 from fer_edge.runtime import load_interpreter

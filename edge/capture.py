@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from fer_edge.errors import SourceError
 from fer_edge.images import is_image, list_images, read_image
 

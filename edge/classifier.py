@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from fer_edge.errors import ModelError
 from fer_edge.model_info import ModelInfo, read_labels_file, read_model_info
 from fer_edge.runtime import load_interpreter

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+
 from fer_edge.errors import EdgeError
 
 app = typer.Typer(

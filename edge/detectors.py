@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
 from fer_edge.boxes import Box
 from fer_edge.errors import DetectorError
 from fer_edge.model_files import find_detector_model

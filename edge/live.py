@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
 from fer_edge.capture import Frame, ImageSource, open_source
 from fer_edge.errors import EdgeError, SourceError
 from fer_edge.overlay import draw

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
 from fer_edge.images import read_image
 from fer_edge.recognizer import EmotionRecognizer
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from fer_edge.boxes import Box, keep_largest
 from fer_edge.classifier import Classifier
 from fer_edge.crops import face_batch

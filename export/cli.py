@@ -114,8 +114,9 @@ def quantize(
     export_report.md/.json into --out. A variant that disagrees with the Keras model beyond its tolerance is
     not written, is marked FAILED in the report, and makes the command exit with status 1.
     """
-    from fer_export import quantize as q
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fer_export import quantize as q
 
     def run():
         opts = q.Options(

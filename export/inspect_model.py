@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
 from fer_export.model_file import ModelFileError, check_tflite, read_card, read_files, read_metadata
 
 

@@ -9,6 +9,7 @@ and output only.
 from __future__ import annotations
 
 import numpy as np
+
 from fer_export.convert import ConversionError, quiet, representative_batches
 
 INSTALL_HINT = "pip install litert-quantizer"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import flatbuffers
 import numpy as np
+
 from fer_export import metadata_schema as ms
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -50,6 +51,7 @@ def embed(model: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
     schema = _schema()
     flat = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(model), 0))
     flat.buffers = flat.buffers or []
+    _inline_external_buffers(flat, model)
     flat.metadata = [m for m in (flat.metadata or []) if _name(m.name) != METADATA_NAME]
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(metadata, dtype=np.uint8)
@@ -60,6 +62,22 @@ def embed(model: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
     builder = flatbuffers.Builder(len(model) + len(metadata) + 1024)
     builder.Finish(flat.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return _append_zip(bytes(builder.Output()), files)
+
+
+def _inline_external_buffers(flat, model: bytes) -> None:
+    """Move buffers stored after the flatbuffer (offset/size, as litert-quantizer writes them) inline.
+
+    Re-serializing keeps only the flatbuffer itself, so data addressed by offset would be cut off.
+    """
+    for buffer in flat.buffers:
+        offset, size = int(getattr(buffer, "offset", 0) or 0), int(getattr(buffer, "size", 0) or 0)
+        if offset > 1:
+            if offset + size > len(model):
+                raise ModelFileError(
+                    f"damaged TFLite model (buffer data at {offset}+{size} lies past its end)"
+                )
+            buffer.data = np.frombuffer(model, dtype=np.uint8, count=size, offset=offset)
+            buffer.offset, buffer.size = 0, 0
 
 
 def _name(name) -> str:

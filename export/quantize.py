@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from fer_export import card as cards
 from fer_export import litert_quantizer
 from fer_export.convert import MODES, ConversionError, convert
@@ -302,6 +303,9 @@ def _export_job(
         return entry
     except (ConversionError, litert_quantizer.QuantizerUnavailable) as e:
         entry.update(status="failed", error=str(e))
+        return entry
+    except (ValueError, RuntimeError) as e:  # the interpreter refusing the result: this variant failed
+        entry.update(status="failed", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         return entry
     write_bytes(path, exported.model)
     entry.update(status="ok", size_bytes=len(exported.model), check=exported.check.to_dict())

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from fer_export import card as cards
 from fer_export.convert import IO_TYPES, MODES, as_model_input, convert
 from fer_export.model_file import CARD_FILE, LABELS_FILE, embed

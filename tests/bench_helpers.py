@@ -89,3 +89,17 @@ def write_clip(path: Path, shared: Path, frames: int = 12) -> Path:
         writer.write(frame)
     writer.release()
     return path
+
+
+def relabel(model: Path, out: Path, labels: list[str]) -> Path:
+    """A copy of `model` whose packed fer_model.json and labels.txt name other classes."""
+    import zipfile
+
+    with zipfile.ZipFile(model) as archive:
+        start = min(info.header_offset for info in archive.infolist())  # where the appended zip begins
+        meta = json.loads(archive.read("fer_model.json"))
+    out.write_bytes(model.read_bytes()[:start])
+    with zipfile.ZipFile(out, "a") as archive:
+        archive.writestr("fer_model.json", json.dumps({**meta, "labels": labels}))
+        archive.writestr("labels.txt", "\n".join(labels) + "\n")
+    return out

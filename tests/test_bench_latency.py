@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from bench_helpers import read_json, run_cli, tiny_models
+from bench_helpers import read_json, relabel, run_cli, tiny_models
 
 from fer_bench import latency
 from fer_bench.models import describe_models
@@ -144,6 +144,12 @@ def test_missing_and_corrupt_models_end_in_one_error_line(tmp_path):
     empty.mkdir()
     proc = run_cli("latency", "-m", str(empty), "--out", str(tmp_path))
     assert "no .tflite" in error_line(proc)
+
+
+def test_a_model_with_other_classes_is_refused(models, tmp_path):
+    other = relabel(models["int8"], tmp_path / "cats.tflite", [f"cat{i}" for i in range(7)])
+    proc = run_cli("latency", "-m", str(other), "--runs", "2", "--out", str(tmp_path))
+    assert "FER2013's seven classes" in error_line(proc)
 
 
 def test_existing_results_are_kept_without_force(models, tmp_path):

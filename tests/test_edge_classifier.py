@@ -7,8 +7,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import synthetic_faces
 from edge_helpers import convert, model_json, tiny_models, write_model
+
+from conftest import synthetic_faces
 from fer_edge.classifier import Classifier, ModelError
 from fer_train.spec import CLASSES
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edge_helpers import iou, paste_faces, shared_faces, textured_canvas
+
 from fer_edge.blazeface import BlazeFaceDetector, ssd_anchors, weighted_nms
 from fer_edge.detectors import haar_unavailable, make_detector, mediapipe_unavailable
 from fer_edge.errors import DetectorError, EdgeError
@@ -218,8 +219,9 @@ def test_fetch_refuses_a_wrong_file_and_leaves_nothing(http_folder, tmp_path):
 
 
 def test_models_fetch_and_path_commands(http_folder, blaze_model, tmp_path, monkeypatch):
-    from fer_edge.cli import app
     from typer.testing import CliRunner
+
+    from fer_edge.cli import app
 
     folder, base = http_folder
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

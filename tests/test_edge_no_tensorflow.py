@@ -7,9 +7,10 @@ import pkgutil
 import subprocess
 import sys
 
-import fer_edge
 import pytest
 from edge_helpers import tiny_models
+
+import fer_edge
 
 # Run fer-edge with TensorFlow and Keras made unimportable, then list what heavy modules got loaded.
 WRAPPER = """

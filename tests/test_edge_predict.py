@@ -10,12 +10,13 @@ import cv2
 import numpy as np
 import pytest
 from edge_helpers import iou, paste_faces, shared_faces, textured_canvas, tiny_models
+from typer.testing import CliRunner
+
 from fer_edge import EmotionRecognizer
 from fer_edge.classifier import Classifier
 from fer_edge.cli import app
 from fer_edge.errors import ModelError
 from fer_train.spec import CLASSES
-from typer.testing import CliRunner
 
 PLACES = [(20, 40, 220), (300, 20, 180), (400, 250, 200)]
 

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 from edge_helpers import paste_faces, shared_faces, textured_canvas, tiny_models
+from typer.testing import CliRunner
+
 from fer_edge.boxes import Box
 from fer_edge.capture import Frame, LiveSource, open_source
 from fer_edge.cli import app
@@ -24,7 +26,6 @@ from fer_edge.recognizer import EmotionRecognizer
 from fer_edge.serve import PreviewServer
 from fer_edge.tracking import Tracker
 from fer_train.spec import CLASSES
-from typer.testing import CliRunner
 
 PLACES = [(20, 40, 220), (300, 20, 180), (400, 250, 200)]
 

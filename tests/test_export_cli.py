@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from export_helpers import tiny_model_path, wrong_input_model_path
+from typer.testing import CliRunner
+
 from fer_export import litert_quantizer, read_card
 from fer_export.cli import app
 from fer_export.runtime import TFLiteRunner
-from typer.testing import CliRunner
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, synthetic_faces
 from export_helpers import tiny_model
+
+from conftest import ROOT, synthetic_faces
 from fer_export import export_variant
 from fer_export.runtime import TFLiteRunner
 from fer_train.spec import CLASSES

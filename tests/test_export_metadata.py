@@ -7,6 +7,7 @@ import zipfile
 
 import flatbuffers
 import pytest
+
 from fer_export import metadata_schema as ms
 from fer_export.model_file import ModelFileError, check_tflite, read_card, read_files
 from fer_export.representative import stratified_indices

@@ -6,8 +6,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import synthetic_faces
 from export_helpers import tiny_model, wrong_input_model_path
+
+from conftest import synthetic_faces
 from fer_export import (
     ExportError,
     VerificationError,
@@ -182,3 +183,39 @@ def test_model_files_that_are_not_keras_are_refused(tmp_path):
     broken.write_bytes(b"not a zip")
     with pytest.raises(ExportError, match="not a loadable Keras model"):
         load_keras_model(broken)
+
+
+def _with_external_buffer(model: bytes) -> bytes:
+    """The model with its largest buffer stored after the flatbuffer (offset/size), as litert-quantizer
+    writes large models."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    flat = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(model), 0))
+    index = max(
+        range(len(flat.buffers)),
+        key=lambda i: 0 if flat.buffers[i].data is None else len(flat.buffers[i].data),
+    )
+    data = bytes(np.asarray(flat.buffers[index].data, dtype=np.uint8))
+    flat.buffers[index].data = None
+
+    def pack(offset: int) -> bytes:
+        flat.buffers[index].offset, flat.buffers[index].size = offset, len(data)
+        builder = flatbuffers.Builder(0)
+        builder.Finish(flat.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    head = pack(1)  # same encoded size as the final offset: the field is present either way
+    start = (len(head) + 15) // 16 * 16
+    head = pack(start)
+    return head + bytes(start - len(head)) + data
+
+
+def test_buffers_stored_after_the_flatbuffer_survive_embedding(tmp_path, model, faces, keras_probs):
+    images, _ = faces
+    from fer_export.convert import convert
+
+    external = _with_external_buffer(convert(model, "fp32"))
+    assert np.abs(TFLiteRunner(external).predict(images) - keras_probs).max() < 1e-4  # the layout is valid
+    embedded = embed(external, b"\x08\x00\x00\x00M001\x00\x00\x00\x00", {"labels.txt": b"x\n"})
+    assert np.abs(TFLiteRunner(embedded).predict(images) - keras_probs).max() < 1e-4

@@ -1,0 +1,102 @@
+"""fer-bench pipeline on a real video through fer-edge's detector (the shared BlazeFace model),
+crops, classifier and overlay: stage times that add up, and the faces the clip holds."""
+
+from __future__ import annotations
+
+import pytest
+from bench_helpers import read_json, run_cli, tiny_models, write_clip
+from test_bench_latency import error_line
+
+from fer_bench.pipeline import STAGES
+
+FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def clip(shared, tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.avi", shared, frames=FRAMES + 2)
+
+
+def detector_args(shared) -> list[str]:
+    return [
+        "--detector",
+        "blazeface",
+        "--detector-model",
+        str(shared / "models" / "blaze_face_short_range.tflite"),
+    ]
+
+
+def test_pipeline_times_every_stage(clip, shared, tmp_path):
+    models = tiny_models()
+    proc = run_cli(
+        "pipeline",
+        "--source",
+        str(clip),
+        "-m",
+        str(models["int8"]),
+        *detector_args(shared),
+        "--max-frames",
+        str(FRAMES),
+        "--warmup",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = read_json(tmp_path / "pipeline.json")
+    assert doc["stages"] == list(STAGES)
+    (r,) = doc["results"]
+    assert r["frames"] == FRAMES and r["detector"] == "BlazeFaceDetector"
+    assert r["faces_per_frame"] == pytest.approx(2.0)  # the clip shows two faces in every frame
+    stage_means = sum(r["stages_ms"][s]["mean"] for s in STAGES)
+    assert r["frame_ms"]["mean"] == pytest.approx(stage_means, rel=1e-6)
+    for s in STAGES:
+        m = r["stages_ms"][s]
+        assert 0 <= m["min"] <= m["p50"] <= m["p90"] <= m["max"]
+    assert r["fps"] > 0
+    rep = run_cli("report", "--out", str(tmp_path))
+    assert rep.returncode == 0, rep.stderr
+    md = (tmp_path / "report.md").read_text()
+    assert "## Pipeline" in md and "pipeline.png" in md and (tmp_path / "pipeline.png").is_file()
+
+
+def test_bad_sources_end_in_one_error_line(clip, shared, tmp_path):
+    models = tiny_models()
+    proc = run_cli(
+        "pipeline",
+        "--source",
+        str(tmp_path / "none.mp4"),
+        "-m",
+        str(models["int8"]),
+        *detector_args(shared),
+        "--out",
+        str(tmp_path),
+    )
+    assert "none.mp4" in error_line(proc)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 500)
+    proc = run_cli(
+        "pipeline",
+        "--source",
+        str(junk),
+        "-m",
+        str(models["int8"]),
+        *detector_args(shared),
+        "--out",
+        str(tmp_path),
+    )
+    assert "junk.mp4" in error_line(proc)
+    proc = run_cli(
+        "pipeline",
+        "--source",
+        str(clip),
+        "-m",
+        str(models["int8"]),
+        *detector_args(shared),
+        "--warmup",
+        "50",
+        "--out",
+        str(tmp_path),
+    )
+    assert "warm-up" in error_line(proc)
+    assert not (tmp_path / "pipeline.json").exists()

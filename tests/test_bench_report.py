@@ -1,0 +1,154 @@
+"""fer-bench report: one Markdown report, its plots and report.json from the results of real runs,
+consistent with the results they come from."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from bench_helpers import read_json, run_cli, tiny_models
+from test_bench_latency import error_line
+
+from fer_bench import peer
+from fer_bench.report import fewest_threads
+
+PNG = b"\x89PNG\r\n\x1a\n"
+PEER = ["--peer", "fer"] if peer.package_dir("fer") is not None else []
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, tiny_splits):
+    from conftest import write_folders
+
+    models = tiny_models()
+    out = tmp_path_factory.mktemp("bench")
+    data = write_folders(tmp_path_factory.mktemp("data"), tiny_splits)
+    folder = str(models["fp32"].parent)
+    lat = run_cli(
+        "latency",
+        "-m",
+        folder,
+        "--threads",
+        "1,2",
+        "--runs",
+        "20",
+        "--warmup",
+        "2",
+        "--batch",
+        "4",
+        *PEER,
+        "--out",
+        str(out),
+    )
+    acc = run_cli("accuracy", "-m", folder, "--data", str(data), *PEER, "--out", str(out))
+    assert lat.returncode == 0 and acc.returncode == 0, lat.stderr + acc.stderr
+    rep = run_cli("report", "--out", str(out))
+    assert rep.returncode == 0, rep.stderr
+    return out
+
+
+def test_report_links_only_existing_pngs(results):
+    md = (results / "report.md").read_text()
+    for title in ("## Summary", "## Models", "## Latency", "## Accuracy", "## Machine", "## Reproduce"):
+        assert title in md
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    latency = read_json(results / "latency.json")
+    keys = [m["key"] for m in latency["models"]]
+    assert "latency.png" in links and "accuracy_vs_latency.png" in links
+    assert len([x for x in links if x.startswith("confusion_")]) == len(keys)
+    for link in links:
+        assert (results / link).read_bytes()[:8] == PNG
+    assert "fer-bench latency" in md and "fer-bench accuracy" in md  # how to reproduce it
+
+
+def test_summary_agrees_with_the_results(results):
+    report = read_json(results / "report.json")
+    latency, accuracy = read_json(results / "latency.json"), read_json(results / "accuracy.json")
+    fewest = fewest_threads(latency["results"])
+    scores = {r["model"]: r for r in accuracy["results"]}
+    md = (results / "report.md").read_text()
+    summary_rows = [line for line in md.split("## Models")[0].splitlines() if line.startswith("| ")][1:]
+    assert len(report["summary"]) == len(summary_rows) == len(latency["models"])
+    for row in report["summary"]:
+        key = row["model"]
+        assert row["threads"] == 1 == fewest[key]["threads"]
+        assert row["p50_ms"] == fewest[key]["latency_ms"]["p50"]
+        assert row["accuracy"] == scores[key]["accuracy"]
+        assert row["size_bytes"] == next(m["size_bytes"] for m in latency["models"] if m["key"] == key)
+        assert any(
+            line.startswith(f"| {key} |") and f"{100 * row['accuracy']:.2f}%" in line for line in summary_rows
+        )
+    assert report["latency"] == latency and report["accuracy"] == accuracy
+
+
+def test_peer_sits_next_to_ours(results):
+    if not PEER:
+        pytest.skip("the peer package `fer` is not installed")
+    report = read_json(results / "report.json")
+    rows = {r["model"]: r for r in report["summary"]}
+    assert (
+        rows["peer:fer"]["origin"] == "fer"
+        and "p50_ms" in rows["peer:fer"]
+        and "accuracy" in rows["peer:fer"]
+    )
+    assert rows["peer:fer"]["accuracy_loss_pp"] is not None  # against fer's own float model
+
+
+def test_report_refuses_to_overwrite_and_rebuilds_with_force(results):
+    before = (results / "report.md").read_text()
+    proc = run_cli("report", "--out", str(results))
+    assert "--force" in error_line(proc)
+    assert (results / "report.md").read_text() == before
+    proc = run_cli("report", "--out", str(results), "--force")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_report_on_an_empty_or_damaged_folder(tmp_path):
+    assert "no results" in error_line(run_cli("report", "--out", str(tmp_path)))
+    assert "no such results folder" in error_line(run_cli("report", "--out", str(tmp_path / "missing")))
+    (tmp_path / "latency.json").write_text("{not json")
+    assert "latency.json" in error_line(run_cli("report", "--out", str(tmp_path)))
+    (tmp_path / "latency.json").write_text(json.dumps({"kind": "something else"}))
+    assert "not a fer-bench latency" in error_line(run_cli("report", "--out", str(tmp_path)))
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
+    models = tiny_models()
+    proc = run_cli(
+        "all",
+        "-m",
+        str(models["int8"]),
+        "--data",
+        str(tiny_folders),
+        "--threads",
+        "1",
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in (
+        "latency.json",
+        "accuracy.json",
+        "report.md",
+        "report.json",
+        "latency.png",
+        "confusion_tiny_int8.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    proc = run_cli("all", "-m", str(models["int8"]), "--data", str(tiny_folders), "--out", str(tmp_path))
+    assert "--force" in error_line(proc)
+
+
+def test_help_reads_like_documentation():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("latency", "accuracy", "pipeline", "report", "all"):
+        assert command in proc.stdout
+    proc = run_cli("latency", "--help")
+    assert "--pin-core" in proc.stdout and "--threads" in proc.stdout
