@@ -36,7 +36,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, however long
-out = Console(highlight=False)
+# Piped into a file, a table keeps all its columns instead of being cut at 80.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 DEFAULT_OUT = Path("runs/bench")
 MODELS_HELP = (
@@ -279,6 +280,7 @@ def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, for
     from fer_bench import accuracy as acc
     from fer_bench.faces import load_split
     from fer_bench.machine import describe
+    from fer_train.spec import CLASSES
 
     _check_free([Path(out_dir) / "accuracy.json"], force)
     if reference is not None and not Path(reference).is_file():
@@ -295,7 +297,7 @@ def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, for
             threads=threads,
             progress=lambda key, n: progress.update(tasks[key], completed=n),
         )
-    counts = {c: int((labels == i).sum()) for i, c in enumerate(__import__("fer_train.spec").spec.CLASSES)}
+    counts = {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
     doc = {
         "kind": "fer-bench/accuracy",
         "created": _now(),

@@ -135,13 +135,18 @@ def measure_isolated(entry: ModelEntry, threads: int, faces_file: Path, settings
         "settings": settings.__dict__,
     }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "fer_bench.latency"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fer_bench.latency"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    except OSError as err:  # e.g. under qemu user-mode emulation, which cannot start a child Python
+        raise BenchError(
+            f"cannot start a measuring process ({err.strerror or err}); use --in-process to measure here"
+        ) from None
     if proc.returncode != 0:
         lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
         why = lines[-1] if lines else f"exit status {proc.returncode}"
