@@ -59,13 +59,15 @@ def against(result: dict, probs: np.ndarray, ref: dict, ref_probs: np.ndarray) -
 def keras_probs(path: str | Path, images: np.ndarray) -> np.ndarray:
     """A .keras reference's probabilities; TensorFlow is imported only here, and only when asked for."""
     try:
-        import keras
+        import keras  # noqa: F401 - only to tell a missing TensorFlow apart from a bad file
+
+        from fer_train.models import load_model
     except ImportError:
         raise BenchError(
             f"{path}: a .keras reference needs TensorFlow (pip install 'fer-edge-toolkit[train]')"
         ) from None
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad file; the user needs one line
         raise BenchError(f"{path}: not a loadable Keras model ({str(err).splitlines()[0][:200]})") from None
     shape = tuple(model.input_shape[1:])

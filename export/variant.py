@@ -44,10 +44,10 @@ def load_keras_model(path: str | os.PathLike):
         raise ExportError(f"{path}: no such model file")
     if path.suffix.lower() not in (".keras", ".h5"):
         raise ExportError(f"{path}: not a Keras model file (expected .keras or .h5)")
-    import keras
+    from fer_train.models import load_model
 
     try:
-        return keras.models.load_model(path, compile=False)
+        return load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a damaged file
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ExportError(f"{path}: not a loadable Keras model ({reason})") from None

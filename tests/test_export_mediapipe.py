@@ -1,7 +1,7 @@
 """Exported models in MediaPipe Tasks' ImageClassifier (the C++ core of the Android and iOS SDKs).
 
-MediaPipe pins its own OpenCV, so it lives in a separate virtual environment; point
-FER_MEDIAPIPE_PYTHON at that environment's python to run these tests (they skip otherwise):
+They run with this Python when it has mediapipe (CI installs it with --no-deps, keeping our OpenCV), or
+with the Python that FER_MEDIAPIPE_PYTHON names, e.g. a separate environment; they skip otherwise:
 
     python -m venv /tmp/mpvenv && /tmp/mpvenv/bin/pip install mediapipe
     FER_MEDIAPIPE_PYTHON=/tmp/mpvenv/bin/python pytest tests/test_export_mediapipe.py
@@ -9,9 +9,11 @@ FER_MEDIAPIPE_PYTHON at that environment's python to run these tests (they skip 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,9 @@ from fer_export import export_variant
 from fer_export.runtime import TFLiteRunner
 from fer_train.spec import CLASSES
 
-MEDIAPIPE_PYTHON = os.environ.get("FER_MEDIAPIPE_PYTHON")
+MEDIAPIPE_PYTHON = os.environ.get("FER_MEDIAPIPE_PYTHON") or (
+    sys.executable if importlib.util.find_spec("mediapipe") else None
+)
 pytestmark = [
     pytest.mark.skipif(not MEDIAPIPE_PYTHON, reason="set FER_MEDIAPIPE_PYTHON to a python with mediapipe"),
     pytest.mark.filterwarnings("ignore::UserWarning"),

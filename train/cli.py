@@ -86,6 +86,9 @@ def fit(
     dropout_scale: float = typer.Option(
         1.0, min=0.0, help="cnn only: multiplies every dropout rate (seed: 1.0)."
     ),
+    inference_blur: float = typer.Option(
+        0.0, min=0.0, help="cnn only: Gaussian blur sigma applied at inference only (blurred training data)."
+    ),
     weights: str = typer.Option(
         None, help="vgg16/inceptionv3 only: a local no-top weights file (default: none)."
     ),
@@ -120,6 +123,7 @@ def fit(
         width=width,
         first_kernel=first_kernel,
         dropout_scale=dropout_scale,
+        inference_blur=inference_blur,
         weights=weights,
         patience=patience,
         train_split=train_split,
@@ -201,10 +205,10 @@ def compare(
 def _load_keras(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
-    import keras
+    from fer_train.models import load_model
 
     try:
-        return keras.models.load_model(path)
+        return load_model(path)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a file that is not a model
         raise ValueError(f"{path}: not a Keras model ({type(e).__name__})") from None
 

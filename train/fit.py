@@ -27,6 +27,7 @@ from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
 from fer_train.files import atomic_write, write_json, write_text
+from fer_train.models import load_model
 from fer_train.spec import CLASSES, INPUT_SPEC, OUTPUT_SPEC
 
 # fit() warns about a shuffle flag that tf.data input ignores; the pipeline below shuffles itself.
@@ -55,6 +56,7 @@ class FitConfig:
     width: float = 1.0
     first_kernel: int = 5
     dropout_scale: float = 1.0
+    inference_blur: float = 0.0
     weights: str | None = None
     patience: int = 12
     lr_patience: int = 4
@@ -72,6 +74,7 @@ class FitConfig:
                 "width": self.width,
                 "first_kernel": self.first_kernel,
                 "dropout_scale": self.dropout_scale,
+                "inference_blur": self.inference_blur,
             }
         return {"weights": self.weights}
 
@@ -203,7 +206,7 @@ def _model_and_state(cfg: FitConfig, out: Path):
     ckpt, state_path = out / "checkpoint" / "last.keras", out / "checkpoint" / "state.json"
     if ckpt.exists() and state_path.exists():
         try:
-            return keras.models.load_model(ckpt), json.loads(state_path.read_text())
+            return load_model(ckpt), json.loads(state_path.read_text())
         except Exception as e:  # noqa: BLE001 - any damage to the checkpoint means the same thing
             raise TrainError(
                 f"{ckpt}: checkpoint cannot be read ({type(e).__name__}); use --force to start over"
@@ -313,7 +316,7 @@ def _finish(cfg: FitConfig, out: Path, val, log) -> dict:
 
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     source = out / "best.keras" if (out / "best.keras").exists() else out / "checkpoint" / "last.keras"
-    trained = keras.models.load_model(source)
+    trained = load_model(source)
     # The shipped model carries no optimizer state: a clone with the best weights, a third of the size.
     model = keras.models.clone_model(trained)
     model.set_weights(trained.get_weights())

@@ -26,6 +26,8 @@ def build_cnn(
     first_kernel: int = 5,
     dense_units: int = 128,
     dropout_scale: float = 1.0,
+    standardize: bool = True,
+    inference_blur: float = 0.0,
     num_classes: int = len(CLASSES),
     name: str = "fer_cnn",
 ):
@@ -34,7 +36,9 @@ def build_cnn(
     At width 1.0 with 5x5 kernels in the first block it is the seed network (2.4 M parameters, 71% on
     FER2013 as reported). `width` scales every filter count, so a smaller variant trains on a CPU;
     `first_kernel=3` removes most of the first block's cost at 48x48. `dropout_scale` multiplies every
-    dropout rate: a narrower network needs less regularization to learn in few epochs.
+    dropout rate: a narrower network needs less regularization to learn in few epochs. `standardize`
+    adds per-face standardization after the 0-1 rescaling. `inference_blur` (a Gaussian sigma in
+    pixels) blurs faces at inference only, for training data blurrier than what the model will see.
     """
     import keras
     from keras import layers
@@ -52,6 +56,17 @@ def build_cnn(
 
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, CHANNELS), name=INPUT_NAME)
     x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
+    if inference_blur:
+        from fer_train.layers import InferenceBlur
+
+        x = InferenceBlur(inference_blur, name="inference_blur")(x)
+    if standardize:
+        # Per-face standardization (zero mean, unit variance over the face) makes the network blind to
+        # a face's brightness and contrast. FER2013's training faces here have markedly lower contrast
+        # than its test faces (median per-face std 38 against 54), and cameras vary more still.
+        x = layers.LayerNormalization(
+            axis=[1, 2, 3], center=False, scale=False, epsilon=1e-3, name="standardize"
+        )(x)
     for n, k, drop in ((64, first_kernel, 0.4), (128, 3, 0.4), (256, 3, 0.5)):
         x = conv(x, n, k)
         x = conv(x, n, k)
@@ -124,3 +139,12 @@ def build_model(arch: str, **options):
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHS)}")
     return ARCHS[arch].build(**options)
+
+
+def load_model(path, compile: bool = True):
+    """Load a .keras model saved by this package, with its custom layers registered first."""
+    import keras
+
+    import fer_train.layers  # noqa: F401 - registers InferenceBlur for deserialization
+
+    return keras.models.load_model(path, compile=compile)
