@@ -272,6 +272,8 @@ def _export_job(
 ) -> dict:
     path = opts.out / job.file_name(name, opts.quantizer)
     entry = {"variant": job.mode, "quantizer": job.quantizer, "mobile_rgb": job.mobile, "file": path.name}
+    # The other quantizer's int8 model is exported for the report's comparison only.
+    entry["comparison_only"] = job.mode == "int8" and job.quantizer != opts.quantizer
     tolerance = None
     if opts.tolerance is not None:
         base = TOLERANCES[job.mode]
