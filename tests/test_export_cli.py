@@ -117,8 +117,13 @@ def test_both_int8_quantizers_are_exported_and_compared(exported):
     comparison = report["quantizer_comparison"]
     assert set(comparison["int8"]) == {"converter", "litert"}
     assert comparison["default"] == "converter" and comparison["better"] in ("converter", "litert")
-    runner = TFLiteRunner((out / "fer_cnn_int8_litert.tflite").read_bytes())
-    assert runner.input_dtype == "int8"
+    litert = next(v for v in report["variants"] if v["file"] == "fer_cnn_int8_litert.tflite")
+    assert litert["comparison_only"] and litert["quantizer"] == "litert"
+    if litert["status"] == "ok":
+        runner = TFLiteRunner((out / "fer_cnn_int8_litert.tflite").read_bytes())
+        assert runner.input_dtype == "int8"
+    else:  # outside its tolerance on this tiny model: reported, not written, and not an export failure
+        assert not (out / "fer_cnn_int8_litert.tflite").exists()
     assert "## int8: converter or LiteRT quantizer" in (out / "export_report.md").read_text()
 
 
