@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fer_bench.errors import BenchError
+from fer_bench.training import DEFAULT_VARIANTS
 
 os.environ.setdefault(
     "TF_CPP_MIN_LOG_LEVEL", "3"
@@ -507,6 +508,47 @@ def _print_pipeline(doc: dict) -> None:
             *(f"{r['stages_ms'][s]['mean']:.2f}" for s in doc["stages"]),
         )
     out.print(table)
+
+
+# --- training throughput ---------------------------------------------------------------------------
+
+
+@app.command()
+def training(
+    variants: str = typer.Option(
+        DEFAULT_VARIANTS,
+        help="Comma-separated architectures with builder options, e.g. cnn:width=0.5:first_kernel=3.",
+    ),
+    batch_size: int = typer.Option(64, min=1, help="Faces per training step."),
+    batches: int = typer.Option(
+        8, min=1, help="Timed training steps per architecture (after 2 warm-up steps)."
+    ),
+    out: Path = typer.Option(Path("runs/bench"), help="Folder for training.json and training.md."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing results."),
+) -> None:
+    """Training throughput (images/s) per architecture on this CPU; needs the train extra (TensorFlow)."""
+    from fer_bench import machine
+    from fer_bench import training as tr
+    from fer_train.files import write_json, write_text
+
+    def run():
+        _check_free([out / "training.json", out / "training.md"], force)
+        results = []
+        for arch, options in tr.parse_variants(variants):
+            err.print(f"training steps: {arch} {options or ''}")
+            results.append(tr.measure(arch, options, batch_size, batches))
+        doc = {
+            "command": _command(),
+            "written": _now(),
+            "machine": machine.one_line(machine.describe()),
+            "batch_size": batch_size,
+            "results": results,
+        }
+        write_json(out / "training.json", doc)
+        write_text(out / "training.md", tr.to_markdown(doc))
+        typer.echo(tr.to_markdown(doc))
+
+    _guarded(run)
 
 
 def main() -> None:
