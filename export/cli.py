@@ -98,6 +98,12 @@ def quantize(
         "--mobile",
         help="Also export RGB-input variants (*_rgb.tflite) for MediaPipe Tasks on Android/iOS.",
     ),
+    flip_tta: bool = typer.Option(
+        False,
+        "--flip-tta",
+        help="Bake horizontal-flip test-time augmentation into every variant: the model averages the "
+        "face and its mirror image (more accurate, twice the work per face).",
+    ),
     threads: int = typer.Option(1, min=1, help="Interpreter threads for the latency measurement."),
     tolerance: float = typer.Option(
         None, help="Override every variant's tolerance on the mean |probability difference| to Keras."
@@ -137,6 +143,7 @@ def quantize(
             quantizer=quantizer,
             compare_quantizers=compare_quantizers,
             mobile=mobile,
+            flip_tta=flip_tta,
             threads=threads,
             tolerance=tolerance,
             force=force,

@@ -57,6 +57,7 @@ class Options:
     quantizer: str = DEFAULT_QUANTIZER
     compare_quantizers: bool = True
     mobile: bool = False
+    flip_tta: bool = False
     threads: int = 1
     tolerance: float | None = None
     force: bool = False
@@ -178,6 +179,10 @@ def run(opts: Options, log: Callable[[str], None] = print, progress=None) -> dic
     keras_model = load_keras_model(opts.model)
     labels = list(CLASSES)
     check_model(keras_model, labels)
+    if opts.flip_tta:
+        from fer_train.models import with_flip_tta
+
+        keras_model = with_flip_tta(keras_model)
     name = opts.name or keras_model.name
     jobs = plan(opts)
     for path in output_paths(opts, name, jobs):
@@ -251,6 +256,7 @@ def _report_header(opts: Options, name: str, keras_model, rep: Data, evaluation:
         "eval_data": evaluation.info or None,
         "quantizer": opts.quantizer,
         "io_type": opts.io_type,
+        "flip_tta": opts.flip_tta,
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": opts.threads},
         "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
         "variants": [],
@@ -281,7 +287,7 @@ def _export_job(
     verify = None
     if evaluation.images is not None:
         verify = evaluation.images[stratified_indices(evaluation.labels, VERIFY_SAMPLES, opts.seed)]
-    source = {"keras_file": Path(opts.model).name, "quantizer": job.quantizer}
+    source = {"keras_file": Path(opts.model).name, "quantizer": job.quantizer, "flip_tta": opts.flip_tta}
     try:
         converted = _convert(keras_model, job, rep) if job.quantizer == "litert" else None
         exported = build_variant(
@@ -410,7 +416,8 @@ def to_markdown(report: dict) -> str:
         "",
         f"Source: `{report['model']}` ({keras['parameters']:,} parameters, "
         f"{keras['size_bytes'] / 1024:.0f} KiB).",
-        f"Float Keras model: accuracy {_pct(keras['accuracy'])}, macro-F1 "
+        f"Float Keras model{' with flip TTA baked in' if report.get('flip_tta') else ''}: "
+        f"accuracy {_pct(keras['accuracy'])}, macro-F1 "
         + ("n/a" if keras["macro_f1"] is None else f"{keras['macro_f1']:.4f}")
         + ".",
         "Eval data: "

@@ -241,3 +241,31 @@ def test_help_reads_like_documentation():
     for option in ("--rep-data", "--rep-samples", "--eval-data", "--quantizer", "--mobile", "--force"):
         assert option in result.output
     assert Path(__file__).name  # keeps the module importable on its own
+
+
+def test_flip_tta_is_baked_into_the_exported_graph(tmp_path, tiny_folders):
+    import numpy as np
+
+    from conftest import synthetic_faces
+    from fer_edge.classifier import Classifier
+    from fer_train.models import load_model
+
+    args = ["quantize", "--model", tiny_model_path(), "--mode", "fp32,int8", "--rep-data", tiny_folders]
+    result = fer_export(
+        *args, "--rep-samples", "30", "--out", tmp_path, "--flip-tta", "--no-compare-quantizers"
+    )
+    assert result.returncode == 0, result.stderr
+    faces, _ = synthetic_faces(4)
+    mirrored = faces[:, :, ::-1]
+    keras_model = load_model(tiny_model_path())
+    plain = keras_model.predict(faces[..., None].astype(np.float32), verbose=0)
+    flipped = keras_model.predict(mirrored[..., None].astype(np.float32), verbose=0)
+    fp32 = Classifier(tmp_path / "fer_cnn_fp32.tflite")
+    np.testing.assert_allclose(fp32.predict(faces), (plain + flipped) / 2, atol=1e-4)
+    # A flip-averaging model cannot tell a face from its mirror image, in float and in int8.
+    np.testing.assert_allclose(fp32.predict(mirrored), fp32.predict(faces), atol=1e-5)
+    int8 = Classifier(tmp_path / "fer_cnn_int8.tflite")
+    # In int8 the two branches are calibrated apart, so swapping them moves scores by a few steps.
+    assert np.abs(int8.predict(mirrored) - int8.predict(faces)).max() < 0.05
+    assert read_card(tmp_path / "fer_cnn_int8.tflite")["source"]["flip_tta"] is True
+    assert "flip TTA baked in" in (tmp_path / "export_report.md").read_text()

@@ -69,6 +69,10 @@ def test_finished_run_is_not_overwritten_but_can_be_extended(tiny_folders, tmp_p
         fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
     with pytest.raises(TrainError, match=r"other settings \(width\)"):
         fit(tiny_cfg(tiny_folders, width=0.25, epochs=2), out, log=lambda m: None)
+    # A run saved before a setting existed (here: downsample) resumes with that setting's default.
+    config = json.loads((out / "config.json").read_text())
+    del config["fit"]["downsample"]
+    (out / "config.json").write_text(json.dumps(config))
     messages = []
     fit(tiny_cfg(tiny_folders, epochs=2, patience=5), out, log=messages.append)
     assert any("resuming at epoch 2" in m for m in messages)

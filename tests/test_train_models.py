@@ -23,6 +23,17 @@ def test_width_scales_the_parameters():
     assert build_cnn(width=0.5).count_params() < build_cnn(width=1.0).count_params() / 3
 
 
+def test_downsample_halves_the_feature_maps_and_the_cost():
+    full, half = build_cnn(width=0.25), build_cnn(width=0.25, downsample=2)
+    assert half.input_shape == (None, 48, 48, 1) and half.output_shape == (None, 7)
+    assert half.get_layer("downsample").output.shape[1:3] == (24, 24)
+    # The convolutions keep their weights; only the Dense layer after Flatten sees 4x fewer inputs.
+    assert half.count_params() < full.count_params()
+    face = np.full((1, 48, 48, 1), 7.0, np.float32)
+    pooled = keras.Model(half.input, half.get_layer("downsample").output)
+    np.testing.assert_allclose(np.asarray(pooled(face)), 7.0 / 255.0, rtol=1e-6)
+
+
 def test_standardization_makes_the_cnn_blind_to_brightness_and_contrast():
     model = build_cnn(width=0.125)
     face = np.random.default_rng(0).integers(40, 200, (1, 48, 48, 1)).astype(np.float32)

@@ -89,6 +89,9 @@ def fit(
     inference_blur: float = typer.Option(
         0.0, min=0.0, help="cnn only: Gaussian blur sigma applied at inference only (blurred training data)."
     ),
+    downsample: int = typer.Option(
+        1, min=1, help="cnn only: average-pool the face by this factor first (2: 24x24, ~4x faster)."
+    ),
     weights: str = typer.Option(
         None, help="vgg16/inceptionv3 only: a local no-top weights file (default: none)."
     ),
@@ -124,6 +127,7 @@ def fit(
         first_kernel=first_kernel,
         dropout_scale=dropout_scale,
         inference_blur=inference_blur,
+        downsample=downsample,
         weights=weights,
         patience=patience,
         train_split=train_split,

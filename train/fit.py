@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import keras
@@ -57,6 +57,7 @@ class FitConfig:
     first_kernel: int = 5
     dropout_scale: float = 1.0
     inference_blur: float = 0.0
+    downsample: int = 1
     weights: str | None = None
     patience: int = 12
     lr_patience: int = 4
@@ -75,6 +76,7 @@ class FitConfig:
                 "first_kernel": self.first_kernel,
                 "dropout_scale": self.dropout_scale,
                 "inference_blur": self.inference_blur,
+                "downsample": self.downsample,
             }
         return {"weights": self.weights}
 
@@ -94,12 +96,17 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
 # --- Run folder ------------------------------------------------------------------------------------
 
 
+def _defaults() -> dict:
+    return {f.name: f.default for f in fields(FitConfig) if f.default is not MISSING}
+
+
 def _prepare_run_dir(cfg: FitConfig, out: Path, force: bool) -> None:
     config_path = out / "config.json"
     if out.exists() and force:
         shutil.rmtree(out)
     elif config_path.exists():
-        previous = json.loads(config_path.read_text())["fit"]
+        # A setting added after the run started counts as its default, so older runs still resume.
+        previous = {**_defaults(), **json.loads(config_path.read_text())["fit"]}
         changed = sorted(
             k for k, v in asdict(cfg).items() if previous.get(k) != v and k not in RESUMABLE_CHANGES
         )

@@ -28,6 +28,7 @@ def build_cnn(
     dropout_scale: float = 1.0,
     standardize: bool = True,
     inference_blur: float = 0.0,
+    downsample: int = 1,
     num_classes: int = len(CLASSES),
     name: str = "fer_cnn",
 ):
@@ -39,6 +40,8 @@ def build_cnn(
     dropout rate: a narrower network needs less regularization to learn in few epochs. `standardize`
     adds per-face standardization after the 0-1 rescaling. `inference_blur` (a Gaussian sigma in
     pixels) blurs faces at inference only, for training data blurrier than what the model will see.
+    `downsample` average-pools the face by that factor before the convolutions: for blurred faces
+    it loses nothing, and 24x24 trains and runs ~4x faster than 48x48 at the same width.
     """
     import keras
     from keras import layers
@@ -60,6 +63,8 @@ def build_cnn(
         from fer_train.layers import InferenceBlur
 
         x = InferenceBlur(inference_blur, name="inference_blur")(x)
+    if downsample > 1:
+        x = layers.AveragePooling2D(downsample, name="downsample")(x)
     if standardize:
         # Per-face standardization (zero mean, unit variance over the face) makes the network blind to
         # a face's brightness and contrast. FER2013's training faces here have markedly lower contrast
@@ -80,6 +85,19 @@ def build_cnn(
     x = layers.Dropout(0.6 * dropout_scale)(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def with_flip_tta(model, name: str | None = None):
+    """The same model averaging its answers on the face and on its mirror image (flip test-time
+    augmentation), as one graph: exported, every runtime and app get TTA without code of their own.
+    The weights are shared, so the file barely grows; the work per face doubles."""
+    import keras
+    from keras import layers, ops
+
+    inputs = keras.Input(model.input_shape[1:], name=INPUT_NAME)
+    mirrored = ops.flip(inputs, axis=2)
+    averaged = layers.Average(name="flip_tta")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, averaged, name=name or model.name)
 
 
 def _imagenet_backbone(
