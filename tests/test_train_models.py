@@ -34,6 +34,11 @@ def test_downsample_halves_the_feature_maps_and_the_cost():
     np.testing.assert_allclose(np.asarray(pooled(face)), 7.0 / 255.0, rtol=1e-6)
 
 
+def test_downsample_that_would_pool_the_face_away_is_refused():
+    with pytest.raises(ValueError, match="downsample must be 1 to 6"):
+        build_cnn(width=0.125, downsample=7)
+
+
 def test_standardization_makes_the_cnn_blind_to_brightness_and_contrast():
     model = build_cnn(width=0.125)
     face = np.random.default_rng(0).integers(40, 200, (1, 48, 48, 1)).astype(np.float32)

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from fer_train.balance import METHODS
+from fer_train.models import MAX_DOWNSAMPLE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
@@ -90,7 +91,10 @@ def fit(
         0.0, min=0.0, help="cnn only: Gaussian blur sigma applied at inference only (blurred training data)."
     ),
     downsample: int = typer.Option(
-        1, min=1, help="cnn only: average-pool the face by this factor first (2: 24x24, ~4x faster)."
+        1,
+        min=1,
+        max=MAX_DOWNSAMPLE,
+        help="cnn only: average-pool the face by this factor first (2: 24x24, ~4x faster).",
     ),
     weights: str = typer.Option(
         None, help="vgg16/inceptionv3 only: a local no-top weights file (default: none)."

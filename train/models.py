@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from fer_train.spec import CHANNELS, CLASSES, IMAGE_SIZE
 
 INPUT_NAME = "pixels"
+# The cnn's three 2x poolings need at least 8 pixels across after --downsample: 48 / 6 = 8.
+MAX_DOWNSAMPLE = IMAGE_SIZE // 8
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ def build_cnn(
         from fer_train.layers import InferenceBlur
 
         x = InferenceBlur(inference_blur, name="inference_blur")(x)
+    if not 1 <= downsample <= MAX_DOWNSAMPLE:
+        raise ValueError(f"downsample must be 1 to {MAX_DOWNSAMPLE} (the face must stay 8 pixels or more)")
     if downsample > 1:
         x = layers.AveragePooling2D(downsample, name="downsample")(x)
     if standardize:
