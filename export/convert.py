@@ -3,8 +3,9 @@
 fp32    plain conversion, the reference every other variant is measured against;
 fp16    float16 weights (half the size), float32 compute on CPUs, native fp16 on mobile GPUs;
 dynamic int8 weights, activations quantized on the fly (no calibration data needed);
-int8    full-integer post-training quantization (TFLITE_BUILTINS_INT8) calibrated on a representative
-        dataset, with int8 (default), uint8 or float32 input and output.
+int8    integer post-training quantization calibrated on a representative dataset, with int8 (default),
+        uint8 or float32 input and output. The ops of the layers in FLOAT_LAYERS stay float32 unless
+        `full_int8` asks for every op in int8 (TFLITE_BUILTINS_INT8, for integer-only accelerators).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,17 +22,29 @@ import numpy as np
 
 MODES = ("fp32", "fp16", "dynamic", "int8")
 IO_TYPES = ("int8", "uint8", "float32")
+# Keras layers whose ops stay float32 inside int8 models. Per-face standardization computes a mean, a
+# variance and its inverse square root over the face; in int8 every one of those steps rounds, the
+# face's scale comes out wrong, and the whole network sees it. On the shipped model that cost 2.6
+# points of PublicTest accuracy against 0.1 with these few float ops on a 24x24 face (models/README.md).
+FLOAT_LAYERS = ("standardize",)
 
 
 class ConversionError(RuntimeError):
     """The converter rejected the model or the calibration data."""
 
 
-def convert(keras_model, mode: str, rep_images: np.ndarray | None = None, io_type: str = "int8") -> bytes:
+def convert(
+    keras_model,
+    mode: str,
+    rep_images: np.ndarray | None = None,
+    io_type: str = "int8",
+    full_int8: bool = False,
+) -> bytes:
     """Convert `keras_model` (raw 0-255 pixels in) to a TFLite flatbuffer in `mode`.
 
     `rep_images` (uint8, (N, 48, 48) or (N, 48, 48, C)) calibrates int8; it is fed exactly as training
-    feeds the model: raw pixel values as float32, the channel axis added for grayscale.
+    feeds the model: raw pixel values as float32, the channel axis added for grayscale. int8 keeps the
+    ops of `float_layers_in(keras_model)` in float32 unless `full_int8`.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
@@ -50,7 +64,9 @@ def convert(keras_model, mode: str, rep_images: np.ndarray | None = None, io_typ
         elif mode == "int8":
             _full_integer(converter, rep_images, io_type)
         try:
-            return bytes(converter.convert())
+            model = bytes(converter.convert())
+            keep = () if mode != "int8" or full_int8 else float_layers_in(keras_model)
+            return _int8_with_float_layers(converter, model, keep, io_type) if keep else model
         except Exception as e:  # noqa: BLE001 - the converter raises many types; the user needs one line
             raise ConversionError(f"TFLite conversion ({mode}) failed: {_first_line(e)}") from None
 
@@ -64,6 +80,42 @@ def _full_integer(converter, rep_images: np.ndarray, io_type: str) -> None:
     dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
     converter.inference_input_type = dtype
     converter.inference_output_type = dtype
+
+
+def float_layers_in(keras_model) -> tuple[str, ...]:
+    """The FLOAT_LAYERS that `keras_model` has, looked for in nested models too (flip TTA, RGB input)."""
+    names = set()
+    stack = [keras_model]
+    while stack:
+        model = stack.pop()
+        for layer in getattr(model, "layers", []):
+            names.add(layer.name)
+            stack.append(layer)
+    return tuple(name for name in FLOAT_LAYERS if name in names)
+
+
+def _int8_with_float_layers(converter, int8_model: bytes, layers: tuple[str, ...], io_type: str) -> bytes:
+    """Quantize again with the ops of `layers` denylisted, through TF's selective quantization.
+
+    The converter names every tensor after the Keras layer that made it (`fer_cnn_1/standardize_1/...`),
+    so the layers' ops are found by name in the plain int8 model first.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python.util import modify_model_io_type
+
+    from fer_export.runtime import tensor_names
+
+    pattern = re.compile(r"(^|/)(" + "|".join(map(re.escape, layers)) + r")(_\d+)?/")
+    nodes = [n for n in tensor_names(int8_model) if pattern.search(n)]
+    if not nodes:
+        return int8_model
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=converter.representative_dataset, debug_options=options
+    )
+    # Float input and output here; the converter's own last step then makes them int8 or uint8.
+    dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
+    return bytes(modify_model_io_type(debugger.get_nondebug_quantized_model(), dtype, dtype))
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:

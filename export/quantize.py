@@ -17,7 +17,7 @@ import numpy as np
 
 from fer_export import card as cards
 from fer_export import litert_quantizer
-from fer_export.convert import MODES, ConversionError, convert
+from fer_export.convert import MODES, ConversionError, convert, float_layers_in
 from fer_export.model_file import LABELS_FILE
 from fer_export.representative import stratified_indices
 from fer_export.runtime import TFLiteRunner
@@ -58,6 +58,7 @@ class Options:
     compare_quantizers: bool = True
     mobile: bool = False
     flip_tta: bool = False
+    full_int8: bool = False
     threads: int = 1
     tolerance: float | None = None
     force: bool = False
@@ -257,6 +258,7 @@ def _report_header(opts: Options, name: str, keras_model, rep: Data, evaluation:
         "quantizer": opts.quantizer,
         "io_type": opts.io_type,
         "flip_tta": opts.flip_tta,
+        "int8_float_layers": [] if opts.full_int8 else list(float_layers_in(keras_model)),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": opts.threads},
         "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
         "variants": [],
@@ -302,6 +304,7 @@ def _export_job(
             source,
             job.mobile,
             converted,
+            full_int8=opts.full_int8,
         )
     except VerificationError as e:
         entry.update(status="failed", error=str(e), check=e.check.to_dict())
@@ -428,6 +431,9 @@ def to_markdown(report: dict) -> str:
             if rep
             else "none."
         ),
+        "int8 ops kept in float32: "
+        + (", ".join(report.get("int8_float_layers") or []) or "none (every op int8)")
+        + ".",
         f"Latency: batch 1, LiteRT interpreter, {report['machine']['threads']} thread(s) on "
         f"{report['machine']['cpu']} ({report['machine']['cores']} cores), median (p90).",
         "",

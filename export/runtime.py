@@ -94,3 +94,10 @@ class TFLiteRunner:
             "mean_ms": float(t.mean()),
             "runs": len(times),
         }
+
+
+def tensor_names(model: bytes) -> list[str]:
+    """The names of every tensor in a TFLite model, as the converter named them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return [t["name"] for t in Interpreter(model_content=model).get_tensor_details()]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_export import card as cards
-from fer_export.convert import IO_TYPES, MODES, as_model_input, convert
+from fer_export.convert import IO_TYPES, MODES, as_model_input, convert, float_layers_in
 from fer_export.model_file import CARD_FILE, LABELS_FILE, embed
 from fer_export.runtime import TFLiteRunner
 from fer_export.verify import TOLERANCES, Check, Tolerance, VerificationError, compare
@@ -127,6 +127,7 @@ def build_variant(
     source: dict | None = None,
     mobile: bool = False,
     converted: bytes | None = None,
+    full_int8: bool = False,
 ) -> Exported:
     """Convert, embed metadata and verify one variant in memory; raises VerificationError on a mismatch.
 
@@ -152,7 +153,7 @@ def build_variant(
         return np.repeat(x[..., None], channels, axis=-1) if mobile else x
 
     if converted is None:
-        converted = convert(target, mode, None if rep is None else widen(rep), io_type)
+        converted = convert(target, mode, None if rep is None else widen(rep), io_type, full_int8)
     runner = TFLiteRunner(converted)
     card = cards.model_card(
         name=name or keras_model.name,
@@ -161,7 +162,7 @@ def build_variant(
         channels=channels,
         input_dtype=runner.input_dtype,
         output_dtype=runner.output_dtype,
-        source=_source(keras_model, mode, io_type, rep, mobile, source),
+        source=_source(keras_model, mode, io_type, rep, mobile, source, full_int8),
     )
     model = embed(
         converted,
@@ -180,8 +181,13 @@ def build_variant(
     return result
 
 
-def _source(keras_model, mode: str, io_type: str, rep, mobile: bool, extra: dict | None) -> dict:
+def _source(
+    keras_model, mode: str, io_type: str, rep, mobile: bool, extra: dict | None, full_int8: bool = False
+) -> dict:
     import tensorflow as tf
+
+    kept = "" if full_int8 else ", ".join(float_layers_in(keras_model))
+    int8 = "full-integer" if not kept else f"integer ({kept} in float32)"
 
     source = {
         "keras_model": keras_model.name,
@@ -191,7 +197,7 @@ def _source(keras_model, mode: str, io_type: str, rep, mobile: bool, extra: dict
             "fp32": "none",
             "fp16": "float16 weights",
             "dynamic": "dynamic-range: int8 weights, activations quantized at run time",
-            "int8": f"full-integer post-training quantization, {io_type} input and output",
+            "int8": f"{int8} post-training quantization, {io_type} input and output",
         }[mode],
         "representative_samples": 0 if rep is None else int(len(rep)),
         "mobile_rgb": mobile,
@@ -219,6 +225,7 @@ def export_variant(
     source: dict | None = None,
     mobile: bool = False,
     force: bool = False,
+    full_int8: bool = False,
 ) -> Path:
     """Export `keras_model` (a keras.Model or a .keras path) as a self-describing, verified .tflite.
 
@@ -231,6 +238,16 @@ def export_variant(
     if isinstance(keras_model, (str, os.PathLike)):
         keras_model = load_keras_model(keras_model)
     exported = build_variant(
-        keras_model, mode, rep_images, labels, name, io_type, verify_images, tolerance, source, mobile
+        keras_model,
+        mode,
+        rep_images,
+        labels,
+        name,
+        io_type,
+        verify_images,
+        tolerance,
+        source,
+        mobile,
+        full_int8=full_int8,
     )
     return write_bytes(out_path, exported.model)

@@ -103,6 +103,29 @@ def test_every_mode_converts_runs_and_describes_itself(tmp_path, model, faces, k
     assert [f.name for f in meta.associated_files] == ["fer_model.json"]
 
 
+def _standardize_dtypes(data: bytes) -> dict[str, str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    tensors = Interpreter(model_content=data).get_tensor_details()
+    names = [(t["name"], t["dtype"]) for t in tensors if "/standardize" in t["name"]]
+    return {name.split("/")[-1]: np.dtype(dtype).name for name, dtype in names}
+
+
+@pytest.mark.parametrize("full_int8", [False, True])
+def test_int8_keeps_standardization_float_unless_full_int8(tmp_path, model, faces, keras_probs, full_int8):
+    images, _ = faces
+    out = export_variant(model, "int8", tmp_path / "m.tflite", rep_images=images, full_int8=full_int8)
+    data = out.read_bytes()
+    dtypes = _standardize_dtypes(data)
+    # The variance and its inverse square root: rounded to int8 they put the face's scale off.
+    assert dtypes["variance"] == dtypes["Rsqrt"] == ("int8" if full_int8 else "float32")
+    runner = TFLiteRunner(data)
+    assert runner.input_dtype == runner.output_dtype == "int8"  # still the camera byte in, int8 out
+    assert (runner.predict(images).argmax(1) == keras_probs.argmax(1)).mean() >= 0.85
+    expected = "full-integer" if full_int8 else "integer (standardize in float32)"
+    assert read_card(out)["source"]["quantization"].startswith(expected)
+
+
 def test_mobile_variant_takes_rgb_and_matches_the_gray_model(tmp_path, model, faces, keras_probs):
     images, _ = faces
     out = export_variant(model, "fp32", tmp_path / "rgb.tflite", mobile=True)
