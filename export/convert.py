@@ -63,10 +63,9 @@ def convert(
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         elif mode == "int8":
             _full_integer(converter, rep_images, io_type)
+        keep = () if mode != "int8" or full_int8 else float_layers_in(keras_model)
         try:
-            model = bytes(converter.convert())
-            keep = () if mode != "int8" or full_int8 else float_layers_in(keras_model)
-            return _int8_with_float_layers(converter, model, keep, io_type) if keep else model
+            return _int8_with_float_layers(converter, keep, io_type) if keep else bytes(converter.convert())
         except Exception as e:  # noqa: BLE001 - the converter raises many types; the user needs one line
             raise ConversionError(f"TFLite conversion ({mode}) failed: {_first_line(e)}") from None
 
@@ -94,25 +93,49 @@ def float_layers_in(keras_model) -> tuple[str, ...]:
     return tuple(name for name in FLOAT_LAYERS if name in names)
 
 
-def _int8_with_float_layers(converter, int8_model: bytes, layers: tuple[str, ...], io_type: str) -> bytes:
-    """Quantize again with the ops of `layers` denylisted, through TF's selective quantization.
+def _layer_pattern(layers: tuple[str, ...]) -> re.Pattern:
+    # The converter names every tensor after the Keras layer that made it: `fer_cnn_1/standardize_1/...`.
+    return re.compile(r"(^|/)(" + "|".join(map(re.escape, layers)) + r")(_\d+)?/")
 
-    The converter names every tensor after the Keras layer that made it (`fer_cnn_1/standardize_1/...`),
-    so the layers' ops are found by name in the plain int8 model first.
+
+def float_layers_of(model: bytes) -> tuple[str, ...]:
+    """The FLOAT_LAYERS that compute in float32 in the int8 `model`, read from the file itself, so a
+    report or card can only claim what the converter actually did.
+
+    A layer counts when every tensor named after it is float32: in a full-integer model a leftover
+    folded constant (standardize's `Neg`) can stay float32 while the ops themselves are int8.
+    """
+    from fer_export.runtime import tensor_dtypes
+
+    dtypes = tensor_dtypes(model)
+    kept = []
+    for layer in FLOAT_LAYERS:
+        pattern = _layer_pattern((layer,))
+        found = [dtype for name, dtype in dtypes.items() if pattern.search(name)]
+        if found and all(dtype == "float32" for dtype in found):
+            kept.append(layer)
+    return tuple(kept)
+
+
+def _int8_with_float_layers(converter, layers: tuple[str, ...], io_type: str) -> bytes:
+    """int8 with the ops of `layers` denylisted, through TF's selective quantization.
+
+    The debugger calibrates once; the layers' ops are found by name in its calibrated (float) model and
+    the model is quantized again from that calibration with them denylisted. When no op matches, the
+    model is quantized whole, as the plain converter would.
     """
     import tensorflow as tf
     from tensorflow.lite.python.util import modify_model_io_type
 
-    from fer_export.runtime import tensor_names
+    from fer_export.runtime import tensor_dtypes
 
-    pattern = re.compile(r"(^|/)(" + "|".join(map(re.escape, layers)) + r")(_\d+)?/")
-    nodes = [n for n in tensor_names(int8_model) if pattern.search(n)]
-    if not nodes:
-        return int8_model
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=converter.representative_dataset, debug_options=options
+        converter=converter, debug_dataset=converter.representative_dataset
     )
+    pattern = _layer_pattern(layers)
+    nodes = [name for name in tensor_dtypes(debugger.calibrated_model) if pattern.search(name)]
+    if nodes:
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
     # Float input and output here; the converter's own last step then makes them int8 or uint8.
     dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
     return bytes(modify_model_io_type(debugger.get_nondebug_quantized_model(), dtype, dtype))

@@ -17,7 +17,7 @@ import numpy as np
 
 from fer_export import card as cards
 from fer_export import litert_quantizer
-from fer_export.convert import MODES, ConversionError, convert, float_layers_in
+from fer_export.convert import MODES, ConversionError, convert
 from fer_export.model_file import LABELS_FILE
 from fer_export.representative import stratified_indices
 from fer_export.runtime import TFLiteRunner
@@ -258,7 +258,6 @@ def _report_header(opts: Options, name: str, keras_model, rep: Data, evaluation:
         "quantizer": opts.quantizer,
         "io_type": opts.io_type,
         "flip_tta": opts.flip_tta,
-        "int8_float_layers": [] if opts.full_int8 else list(float_layers_in(keras_model)),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": opts.threads},
         "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
         "variants": [],
@@ -341,6 +340,8 @@ def _measure(exported: Exported, opts: Options, job: Job, evaluation: Data, kera
         "input_dtype": runner.input_dtype,
         "output_dtype": runner.output_dtype,
     }
+    if job.mode == "int8":  # what the file computes in float32, read from it, not from the options
+        result["float_layers"] = exported.card["source"].get("float_layers", [])
     sample = evaluation.images[0] if evaluation.images is not None else np.full((48, 48), 128, np.uint8)
     result["latency"] = runner.latency_ms(widen(sample[None])[0])
     if keras_eval is not None:
@@ -431,9 +432,7 @@ def to_markdown(report: dict) -> str:
             if rep
             else "none."
         ),
-        "int8 ops kept in float32: "
-        + (", ".join(report.get("int8_float_layers") or []) or "none (every op int8)")
-        + ".",
+        *_float_layers_lines(report),
         f"Latency: batch 1, LiteRT interpreter, {report['machine']['threads']} thread(s) on "
         f"{report['machine']['cpu']} ({report['machine']['cores']} cores), median (p90).",
         "",
@@ -458,6 +457,14 @@ def to_markdown(report: dict) -> str:
             )
         lines.append(f"- better on this run: **{comparison['better']}**; default: {comparison['default']}.")
     return "\n".join(lines) + "\n"
+
+
+def _float_layers_lines(report: dict) -> list[str]:
+    int8 = [v for v in report["variants"] if "float_layers" in v]
+    if not int8:
+        return []
+    kept = [f"{', '.join(v['float_layers']) or 'none (every op int8)'} in `{v['file']}`" for v in int8]
+    return ["int8 ops kept in float32: " + "; ".join(kept) + "."]
 
 
 def _row(v: dict) -> str:

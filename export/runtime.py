@@ -96,8 +96,9 @@ class TFLiteRunner:
         }
 
 
-def tensor_names(model: bytes) -> list[str]:
-    """The names of every tensor in a TFLite model, as the converter named them."""
+def tensor_dtypes(model: bytes) -> dict[str, str]:
+    """Every tensor of a TFLite model, by the name the converter gave it, with its dtype's name."""
     from ai_edge_litert.interpreter import Interpreter
 
-    return [t["name"] for t in Interpreter(model_content=model).get_tensor_details()]
+    tensors = Interpreter(model_content=model).get_tensor_details()
+    return {t["name"]: np.dtype(t["dtype"]).name for t in tensors}

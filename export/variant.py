@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_export import card as cards
-from fer_export.convert import IO_TYPES, MODES, as_model_input, convert, float_layers_in
+from fer_export.convert import IO_TYPES, MODES, as_model_input, convert, float_layers_of
 from fer_export.model_file import CARD_FILE, LABELS_FILE, embed
 from fer_export.runtime import TFLiteRunner
 from fer_export.verify import TOLERANCES, Check, Tolerance, VerificationError, compare
@@ -162,7 +162,7 @@ def build_variant(
         channels=channels,
         input_dtype=runner.input_dtype,
         output_dtype=runner.output_dtype,
-        source=_source(keras_model, mode, io_type, rep, mobile, source, full_int8),
+        source=_source(keras_model, converted, mode, io_type, rep, mobile, source),
     )
     model = embed(
         converted,
@@ -182,11 +182,12 @@ def build_variant(
 
 
 def _source(
-    keras_model, mode: str, io_type: str, rep, mobile: bool, extra: dict | None, full_int8: bool = False
+    keras_model, converted: bytes, mode: str, io_type: str, rep, mobile: bool, extra: dict | None
 ) -> dict:
     import tensorflow as tf
 
-    kept = "" if full_int8 else ", ".join(float_layers_in(keras_model))
+    float_layers = list(float_layers_of(converted)) if mode == "int8" else []
+    kept = ", ".join(float_layers)
     int8 = "full-integer" if not kept else f"integer ({kept} in float32)"
 
     source = {
@@ -202,6 +203,8 @@ def _source(
         "representative_samples": 0 if rep is None else int(len(rep)),
         "mobile_rgb": mobile,
     }
+    if mode == "int8":
+        source["float_layers"] = float_layers
     source.update(extra or {})
     return source
 

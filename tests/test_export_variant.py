@@ -124,6 +124,35 @@ def test_int8_keeps_standardization_float_unless_full_int8(tmp_path, model, face
     assert (runner.predict(images).argmax(1) == keras_probs.argmax(1)).mean() >= 0.85
     expected = "full-integer" if full_int8 else "integer (standardize in float32)"
     assert read_card(out)["source"]["quantization"].startswith(expected)
+    assert read_card(out)["source"]["float_layers"] == ([] if full_int8 else ["standardize"])
+
+
+def test_int8_calibrates_once(monkeypatch, model, faces):
+    from fer_export import convert as convert_module
+
+    passes = []
+    calibrate = convert_module.representative_batches
+
+    def counted(images):
+        passes.append(len(images))
+        yield from calibrate(images)
+
+    monkeypatch.setattr(convert_module, "representative_batches", counted)
+    images, _ = faces
+    data = convert_module.convert(model, "int8", images)
+    assert passes == [len(images)]  # one calibration pass serves the selective requantization too
+    assert convert_module.float_layers_of(data) == ("standardize",)
+
+
+def test_card_claims_float_layers_only_when_the_file_has_them(tmp_path, faces):
+    from fer_train.models import build_cnn
+
+    images, _ = faces
+    plain = build_cnn(width=0.125, standardize=False)  # no standardize layer: nothing to keep float
+    out = export_variant(plain, "int8", tmp_path / "plain.tflite", rep_images=images)
+    source = read_card(out)["source"]
+    assert source["float_layers"] == [] and source["quantization"].startswith("full-integer")
+    assert "Rsqrt" not in " ".join(_standardize_dtypes(out.read_bytes()))
 
 
 def test_mobile_variant_takes_rgb_and_matches_the_gray_model(tmp_path, model, faces, keras_probs):
