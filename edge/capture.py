@@ -7,7 +7,7 @@ A live source that stops delivering is reopened with exponential backoff, then g
 
 from __future__ import annotations
 
-import functools
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +20,9 @@ from fer_edge.errors import SourceError
 from fer_edge.images import is_image, list_images, read_image
 
 PICAMERA_NAMES = ("picamera", "picamera2")
+# How long the loop waits for a frame at a time. A Ctrl-C the kernel hands to another thread is only
+# acted on when the main thread runs Python again, so a stalled stream must not keep it asleep long.
+WAIT_SLICE_S = 0.25
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
 
 
@@ -150,6 +153,9 @@ class LiveSource(FrameSource):
         self._thread.start()
 
     def _reader(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            # Ctrl-C is for the main loop: delivered here it would break a network read mid-frame.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         failures = 0
         while not self._stop.is_set():
             ok, image = self._capture.read() if self._capture is not None else (False, None)
@@ -192,23 +198,23 @@ class LiveSource(FrameSource):
         last = -1
         index = 0
         while True:
-            with self._cond:
-                ready = self._cond.wait_for(
-                    functools.partial(self._news, last), timeout=self.read_timeout * (self.reconnect + 1)
-                )
-                if self._is_new(last):
-                    frame = self._latest
-                elif self._error is not None:
-                    raise self._error
-                elif not ready:
-                    raise SourceError(f"{describe(self.source)}: no frame for a long time; giving up")
-                else:
-                    continue
+            frame = self._next_frame(last)
             # Frames the reader replaced before we got to them were dropped on purpose: we stay current.
             self.skipped += max(0, frame.index - last - 1) if last >= 0 else 0
             last = frame.index
             yield Frame(index, frame.image, frame.time)
             index += 1
+
+    def _next_frame(self, last: int) -> Frame:
+        give_up = time.monotonic() + self.read_timeout * (self.reconnect + 1)
+        with self._cond:
+            while not self._news(last):
+                if time.monotonic() >= give_up:
+                    raise SourceError(f"{describe(self.source)}: no frame for a long time; giving up")
+                self._cond.wait(WAIT_SLICE_S)
+            if self._is_new(last):
+                return self._latest
+            raise self._error
 
     def close(self) -> None:
         self._stop.set()

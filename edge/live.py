@@ -139,7 +139,8 @@ class Outputs:
     def _open_json(self):
         if self.options.json_file is not None:
             self._json_tmp = _temp_beside(Path(self.options.json_file))
-            return open(self._json_tmp, "w", encoding="utf-8")
+            # Line-buffered: each frame's line is on disk as it is made, however slow the device.
+            return open(self._json_tmp, "w", encoding="utf-8", buffering=1)
         return sys.stdout if self.options.json_stdout else None
 
     def _window_wanted(self) -> bool:

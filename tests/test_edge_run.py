@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -233,6 +234,67 @@ def test_soak_thousands_of_frames_with_flat_memory(env, models):
         after = _rss_mb()
     assert stats.frames == 3500 and stats.faces >= 3500
     assert after - before < 20, f"memory grew from {before:.0f} MB to {after:.0f} MB over 3000 frames"
+
+
+class _StalledStream:
+    """An MJPEG server that sends a few frames, then nothing more, and keeps the connection open."""
+
+    def __init__(self, frames: int = 5):
+        self.frames = frames
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 100, np.uint8))[1].tobytes()
+        part = b"--f\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg)
+        head = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=f\r\n\r\n"
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            conn.recv(65536)
+            conn.sendall(head + part * self.frames)
+
+    def close(self):
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_ctrl_c_on_another_thread_ends_the_wait_for_a_stalled_stream():
+    """The kernel hands Ctrl-C to any thread (here a helper's): the loop must act on it at once even
+    while the stream is stalled, rather than when it gives up on the stall (60 s here)."""
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted
+
+    def interrupt():
+        time.sleep(0.5)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread, not the main one
+
+    stream = _StalledStream()
+    source = LiveSource(f"http://127.0.0.1:{stream.port}/stream.mjpg", reconnect=5, read_timeout=10)
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        frames = source.frames()
+        next(frames)
+        threading.Thread(target=interrupt, daemon=True).start()
+        start = time.monotonic()
+        with pytest.raises(Interrupted):
+            for _ in frames:
+                pass
+        assert time.monotonic() - start < 5
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        stream.close()
+        source.close()
 
 
 def test_ctrl_c_ends_cleanly_with_a_summary(env, models, tmp_path):
