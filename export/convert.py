@@ -117,6 +117,23 @@ def float_layers_of(model: bytes) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def float_ops_of(model: bytes) -> dict[str, int]:
+    """What computes in float32 in an int8 `model`, read from its ops: {name: op count}, an op named
+    after the FLOAT_LAYERS layer it belongs to, otherwise after its type (say "ELU").
+
+    TensorFlow's quantizer (2.21) leaves every ELU float, between a DEQUANTIZE and a QUANTIZE, even
+    with TFLITE_BUILTINS_INT8 (`full_int8`), and standardization's NEG too. Reports and cards say so
+    from the file, whatever the converter version does.
+    """
+    from fer_export.runtime import float_compute_ops
+
+    counts: dict[str, int] = {}
+    for op_type, output in float_compute_ops(model):
+        name = next((layer for layer in FLOAT_LAYERS if _layer_pattern((layer,)).search(output)), op_type)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def _int8_with_float_layers(converter, layers: tuple[str, ...], io_type: str) -> bytes:
     """int8 with the ops of `layers` denylisted, through TF's selective quantization.
 

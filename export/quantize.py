@@ -342,6 +342,7 @@ def _measure(exported: Exported, opts: Options, job: Job, evaluation: Data, kera
     }
     if job.mode == "int8":  # what the file computes in float32, read from it, not from the options
         result["float_layers"] = exported.card["source"].get("float_layers", [])
+        result["float_ops"] = exported.card["source"].get("float_ops", {})
     sample = evaluation.images[0] if evaluation.images is not None else np.full((48, 48), 128, np.uint8)
     result["latency"] = runner.latency_ms(widen(sample[None])[0])
     if keras_eval is not None:
@@ -460,11 +461,18 @@ def to_markdown(report: dict) -> str:
 
 
 def _float_layers_lines(report: dict) -> list[str]:
-    int8 = [v for v in report["variants"] if "float_layers" in v]
+    int8 = [v for v in report["variants"] if "float_ops" in v]
     if not int8:
         return []
-    kept = [f"{', '.join(v['float_layers']) or 'none (every op int8)'} in `{v['file']}`" for v in int8]
-    return ["int8 ops kept in float32: " + "; ".join(kept) + "."]
+
+    def ops(counts: dict) -> str:
+        return ", ".join(f"{name} ({n} ops)" for name, n in counts.items()) or "none (every op int8)"
+
+    return [
+        "int8 ops computing in float32: "
+        + "; ".join(f"{ops(v['float_ops'])} in `{v['file']}`" for v in int8)
+        + "."
+    ]
 
 
 def _row(v: dict) -> str:

@@ -102,3 +102,21 @@ def tensor_dtypes(model: bytes) -> dict[str, str]:
 
     tensors = Interpreter(model_content=model).get_tensor_details()
     return {t["name"]: np.dtype(t["dtype"]).name for t in tensors}
+
+
+def float_compute_ops(model: bytes) -> list[tuple[str, str]]:
+    """(op type, output tensor name) of every op that computes in float32; QUANTIZE and DEQUANTIZE,
+    which only convert between int8 and float, are left out."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    found = []
+    # The interpreter lists ops only through this underscored method (as tf.lite's does).
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or not len(op["outputs"]):
+            continue
+        out = tensors[op["outputs"][0]]
+        if np.dtype(out["dtype"]) == np.float32:
+            found.append((op["op_name"], out["name"]))
+    return found

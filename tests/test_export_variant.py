@@ -122,9 +122,13 @@ def test_int8_keeps_standardization_float_unless_full_int8(tmp_path, model, face
     runner = TFLiteRunner(data)
     assert runner.input_dtype == runner.output_dtype == "int8"  # still the camera byte in, int8 out
     assert (runner.predict(images).argmax(1) == keras_probs.argmax(1)).mean() >= 0.85
-    expected = "full-integer" if full_int8 else "integer (standardize in float32)"
-    assert read_card(out)["source"]["quantization"].startswith(expected)
-    assert read_card(out)["source"]["float_layers"] == ([] if full_int8 else ["standardize"])
+    source = read_card(out)["source"]
+    assert source["float_layers"] == ([] if full_int8 else ["standardize"])
+    # Read from the file's ops: TF's quantizer leaves every ELU (and standardization's NEG) float even
+    # in full-integer mode, and the card must say so rather than claim an all-int8 model.
+    expected = {"standardize": 1 if full_int8 else 9, "ELU": 7}
+    assert source["float_ops"] == expected
+    assert source["quantization"].startswith(f"integer (standardize {expected['standardize']} op")
 
 
 def test_int8_calibrates_once(monkeypatch, model, faces):
@@ -151,7 +155,8 @@ def test_card_claims_float_layers_only_when_the_file_has_them(tmp_path, faces):
     plain = build_cnn(width=0.125, standardize=False)  # no standardize layer: nothing to keep float
     out = export_variant(plain, "int8", tmp_path / "plain.tflite", rep_images=images)
     source = read_card(out)["source"]
-    assert source["float_layers"] == [] and source["quantization"].startswith("full-integer")
+    assert source["float_layers"] == [] and "standardize" not in source["float_ops"]
+    assert source["quantization"].startswith("integer (ELU 7 ops in float32)")
     assert "Rsqrt" not in " ".join(_standardize_dtypes(out.read_bytes()))
 
 
