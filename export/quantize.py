@@ -466,7 +466,10 @@ def _float_layers_lines(report: dict) -> list[str]:
         return []
 
     def ops(counts: dict) -> str:
-        return ", ".join(f"{name} ({n} ops)" for name, n in counts.items()) or "none (every op int8)"
+        return (
+            ", ".join(f"{name} ({n} op{'s' * (n > 1)})" for name, n in counts.items())
+            or "none (every op int8)"
+        )
 
     return [
         "int8 ops computing in float32: "
