@@ -102,8 +102,8 @@ def float_layers_of(model: bytes) -> tuple[str, ...]:
     """The FLOAT_LAYERS that compute in float32 in the int8 `model`, read from the file itself, so a
     report or card can only claim what the converter actually did.
 
-    A layer counts when every tensor named after it is float32: in a full-integer model a leftover
-    folded constant (standardize's `Neg`) can stay float32 while the ops themselves are int8.
+    A layer counts when every tensor named after it is float32: in a full-integer model one of
+    standardize's ops (NEG, which the quantizer leaves float) is float32 while the rest are int8.
     """
     from fer_export.runtime import tensor_dtypes
 
