@@ -5,7 +5,7 @@ fp16    float16 weights (half the size), float32 compute on CPUs, native fp16 on
 dynamic int8 weights, activations quantized on the fly (no calibration data needed);
 int8    integer post-training quantization calibrated on a representative dataset, with int8 (default),
         uint8 or float32 input and output. The ops of the layers in FLOAT_LAYERS stay float32 unless
-        `full_int8` asks for every op in int8 (TFLITE_BUILTINS_INT8, for integer-only accelerators).
+        `full_int8` quantizes those too (TFLITE_BUILTINS_INT8); TF still leaves ELU float either way.
 """
 
 from __future__ import annotations
