@@ -341,7 +341,6 @@ def _measure(exported: Exported, opts: Options, job: Job, evaluation: Data, kera
         "output_dtype": runner.output_dtype,
     }
     if job.mode == "int8":  # what the file computes in float32, read from it, not from the options
-        result["float_layers"] = exported.card["source"].get("float_layers", [])
         result["float_ops"] = exported.card["source"].get("float_ops", {})
     sample = evaluation.images[0] if evaluation.images is not None else np.full((48, 48), 128, np.uint8)
     result["latency"] = runner.latency_ms(widen(sample[None])[0])
@@ -433,7 +432,7 @@ def to_markdown(report: dict) -> str:
             if rep
             else "none."
         ),
-        *_float_layers_lines(report),
+        *_float_ops_lines(report),
         f"Latency: batch 1, LiteRT interpreter, {report['machine']['threads']} thread(s) on "
         f"{report['machine']['cpu']} ({report['machine']['cores']} cores), median (p90).",
         "",
@@ -460,7 +459,7 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _float_layers_lines(report: dict) -> list[str]:
+def _float_ops_lines(report: dict) -> list[str]:
     int8 = [v for v in report["variants"] if "float_ops" in v]
     if not int8:
         return []
@@ -471,9 +470,11 @@ def _float_layers_lines(report: dict) -> list[str]:
             or "none (every op int8)"
         )
 
+    front = any("front end" in v["float_ops"] for v in int8)
     return [
         "int8 ops computing in float32: "
         + "; ".join(f"{ops(v['float_ops'])} in `{v['file']}`" for v in int8)
+        + (" (front end: the input through the first convolution after standardization)" if front else "")
         + "."
     ]
 

@@ -104,19 +104,33 @@ def tensor_dtypes(model: bytes) -> dict[str, str]:
     return {t["name"]: np.dtype(t["dtype"]).name for t in tensors}
 
 
-def float_compute_ops(model: bytes) -> list[tuple[str, str]]:
-    """(op type, output tensor name) of every op that computes in float32; QUANTIZE and DEQUANTIZE,
-    which only convert between int8 and float, are left out."""
+def ops(model: bytes) -> list[dict]:
+    """The ops of a TFLite model in execution order: type, input and output tensor names, the dtype of
+    the first output, and whether the op reads one of the model's inputs."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    found = []
+    model_inputs = {t["index"] for t in interpreter.get_input_details()}
+
+    def names(indices) -> list[str]:
+        return [tensors[i]["name"] for i in indices if i in tensors]
+
     # The interpreter lists ops only through this underscored method (as tf.lite's does).
-    for op in interpreter._get_ops_details():
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or not len(op["outputs"]):
-            continue
-        out = tensors[op["outputs"][0]]
-        if np.dtype(out["dtype"]) == np.float32:
-            found.append((op["op_name"], out["name"]))
-    return found
+    return [
+        {
+            "type": op["op_name"],
+            "inputs": names(op["inputs"]),
+            "outputs": names(op["outputs"]),
+            "dtype": np.dtype(tensors[op["outputs"][0]]["dtype"]).name if len(op["outputs"]) else None,
+            "reads_input": bool(model_inputs & set(op["inputs"])),
+        }
+        for op in interpreter._get_ops_details()
+    ]
+
+
+def float_compute_ops(model: bytes) -> list[dict]:
+    """The ops of `model` that compute in float32; QUANTIZE and DEQUANTIZE, which only convert between
+    int8 and float, are left out."""
+    converts = ("QUANTIZE", "DEQUANTIZE")
+    return [op for op in ops(model) if op["type"] not in converts and op["dtype"] == "float32"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_export import card as cards
-from fer_export.convert import IO_TYPES, MODES, as_model_input, convert, float_layers_of, float_ops_of
+from fer_export.convert import IO_TYPES, MODES, as_model_input, convert, float_ops_of
 from fer_export.model_file import CARD_FILE, LABELS_FILE, embed
 from fer_export.runtime import TFLiteRunner
 from fer_export.verify import TOLERANCES, Check, Tolerance, VerificationError, compare
@@ -186,7 +186,6 @@ def _source(
 ) -> dict:
     import tensorflow as tf
 
-    float_layers = list(float_layers_of(converted)) if mode == "int8" else []
     float_ops = float_ops_of(converted) if mode == "int8" else {}
     kept = ", ".join(f"{name} {n} op{'s' * (n > 1)}" for name, n in float_ops.items())
     int8 = "full-integer" if not kept else f"integer ({kept} in float32)"
@@ -205,7 +204,6 @@ def _source(
         "mobile_rgb": mobile,
     }
     if mode == "int8":
-        source["float_layers"] = float_layers
         source["float_ops"] = float_ops
     source.update(extra or {})
     return source

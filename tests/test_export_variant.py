@@ -111,24 +111,37 @@ def _standardize_dtypes(data: bytes) -> dict[str, str]:
     return {name.split("/")[-1]: np.dtype(dtype).name for name, dtype in names}
 
 
+def _first_conv_dtype(data: bytes) -> str:
+    from fer_export.convert import front_end
+    from fer_export.runtime import ops
+
+    return next(op["dtype"] for op in front_end(ops(data)) if op["type"] == "CONV_2D")
+
+
+# The tiny model's front end: standardize (9 ops) and the first convolution; the rescaling reads the
+# input and stays int8.
+FRONT_END_OPS = 10
+
+
 @pytest.mark.parametrize("full_int8", [False, True])
-def test_int8_keeps_standardization_float_unless_full_int8(tmp_path, model, faces, keras_probs, full_int8):
+def test_int8_keeps_the_front_end_float_unless_full_int8(tmp_path, model, faces, keras_probs, full_int8):
     images, _ = faces
     out = export_variant(model, "int8", tmp_path / "m.tflite", rep_images=images, full_int8=full_int8)
     data = out.read_bytes()
     dtypes = _standardize_dtypes(data)
     # The variance and its inverse square root: rounded to int8 they put the face's scale off.
     assert dtypes["variance"] == dtypes["Rsqrt"] == ("int8" if full_int8 else "float32")
+    # ...and the standardized face, rounded before the first convolution, costs points on wide models.
+    assert _first_conv_dtype(data) == ("int8" if full_int8 else "float32")
     runner = TFLiteRunner(data)
     assert runner.input_dtype == runner.output_dtype == "int8"  # still the camera byte in, int8 out
     assert (runner.predict(images).argmax(1) == keras_probs.argmax(1)).mean() >= 0.85
     source = read_card(out)["source"]
-    assert source["float_layers"] == ([] if full_int8 else ["standardize"])
     # Read from the file's ops: TF's quantizer leaves every ELU (and standardization's NEG) float even
     # in full-integer mode, and the card must say so rather than claim an all-int8 model.
-    expected = {"standardize": 1 if full_int8 else 9, "ELU": 7}
+    expected = {"front end": 1 if full_int8 else FRONT_END_OPS, "ELU": 7}
     assert source["float_ops"] == expected
-    assert source["quantization"].startswith(f"integer (standardize {expected['standardize']} op")
+    assert source["quantization"].startswith(f"integer (front end {expected['front end']} op")
 
 
 def test_int8_calibrates_once(monkeypatch, model, faces):
@@ -145,17 +158,17 @@ def test_int8_calibrates_once(monkeypatch, model, faces):
     images, _ = faces
     data = convert_module.convert(model, "int8", images)
     assert passes == [len(images)]  # one calibration pass serves the selective requantization too
-    assert convert_module.float_layers_of(data) == ("standardize",)
+    assert convert_module.float_ops_of(data)["front end"] == FRONT_END_OPS
 
 
-def test_card_claims_float_layers_only_when_the_file_has_them(tmp_path, faces):
+def test_card_claims_a_float_front_end_only_when_the_file_has_one(tmp_path, faces):
     from fer_train.models import build_cnn
 
     images, _ = faces
     plain = build_cnn(width=0.125, standardize=False)  # no standardize layer: nothing to keep float
     out = export_variant(plain, "int8", tmp_path / "plain.tflite", rep_images=images)
     source = read_card(out)["source"]
-    assert source["float_layers"] == [] and "standardize" not in source["float_ops"]
+    assert source["float_ops"] == {"ELU": 7}
     assert source["quantization"].startswith("integer (ELU 7 ops in float32)")
     assert "Rsqrt" not in " ".join(_standardize_dtypes(out.read_bytes()))
 

@@ -84,6 +84,43 @@ def test_finished_run_is_not_overwritten_but_can_be_extended(tiny_folders, tmp_p
     assert len((out / "history.csv").read_text().splitlines()) == 2  # header + the one new epoch
 
 
+@pytest.mark.parametrize("tune", [True, False])
+def test_a_finished_run_tunes_its_inference_blur_on_validation(tiny_folders, tmp_path, tune):
+    import keras
+
+    from fer_train.models import inference_blur_of
+
+    out = tmp_path / "run"
+    cfg = tiny_cfg(tiny_folders, epochs=2, width=0.25, augment=False, inference_blur=1.0, tune_blur=tune)
+    metrics = fit(cfg, out, log=lambda m: None)
+    saved = inference_blur_of(keras.models.load_model(out / "model.keras"))
+    if not tune:
+        assert saved == 1.0 and "inference_blur" not in metrics
+        return
+    blur = metrics["inference_blur"]
+    scores = {float(s): a for s, a in blur["accuracy_by_sigma"].items()}
+    assert sorted(scores) == [0.5, 0.75, 1.0, 1.25, 1.5] and blur["trained_sigma"] == 1.0
+    best = max(scores.values())
+    # The best sigma wins; on a tie the one the run trained with stays.
+    assert scores[blur["sigma"]] == best
+    assert blur["sigma"] == 1.0 or scores[1.0] < best
+    assert saved == blur["sigma"]  # the model written is the one tuned, and what it is scored on
+    assert metrics["accuracy"] == pytest.approx(best)
+
+
+def test_changing_the_inference_blur_keeps_the_weights():
+    from fer_train.models import build_cnn, inference_blur_of, with_inference_blur
+
+    model = build_cnn(width=0.125, inference_blur=2.0)
+    faces = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
+    same, sharper = with_inference_blur(model, 2.0), with_inference_blur(model, 0.5)
+    assert inference_blur_of(sharper) == 0.5 and inference_blur_of(model) == 2.0
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), sharper.get_weights(), strict=True))
+    reference = model.predict(faces, verbose=0)
+    assert np.allclose(same.predict(faces, verbose=0), reference, atol=1e-6)
+    assert not np.allclose(sharper.predict(faces, verbose=0), reference, atol=1e-4)
+
+
 def test_a_killed_run_resumes_where_it_stopped(tiny_folders, tmp_path):
     out = tmp_path / "run"
     cmd = [

@@ -108,6 +108,11 @@ def fit(
         False, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
     ),
     seed: int = typer.Option(0),
+    tune_blur: bool = typer.Option(
+        True,
+        help="cnn with --inference-blur: when the run finishes, set the blur's sigma to the best of "
+        "sigma -0.5 to +0.5 (steps of 0.25) on the validation split.",
+    ),
     force: bool = typer.Option(
         False, "--force", help="Start over in a folder that holds a finished or other run."
     ),
@@ -140,6 +145,7 @@ def fit(
         limit=limit,
         skip_bad=skip_bad,
         seed=seed,
+        tune_blur=tune_blur,
     )
     if balance not in METHODS:
         _fail(f"unknown --balance {balance!r}: use one of {', '.join(METHODS)}")

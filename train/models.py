@@ -104,6 +104,29 @@ def with_flip_tta(model, name: str | None = None):
     return keras.Model(inputs, averaged, name=name or model.name)
 
 
+def inference_blur_of(model) -> float:
+    """The sigma of `model`'s inference blur, 0.0 when it has none."""
+    from fer_train.layers import InferenceBlur
+
+    return next((layer.sigma for layer in model.layers if isinstance(layer, InferenceBlur)), 0.0)
+
+
+def with_inference_blur(model, sigma: float):
+    """The same model and weights with its inference blur set to `sigma` (the blur has no weights)."""
+    import keras
+
+    from fer_train.layers import InferenceBlur
+
+    def clone(layer):
+        if isinstance(layer, InferenceBlur):
+            return InferenceBlur(sigma, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    blurred = keras.models.clone_model(model, clone_function=clone)
+    blurred.set_weights(model.get_weights())
+    return blurred
+
+
 def _imagenet_backbone(
     application, min_size: int, to_rgb_layer, weights: str | None, num_classes: int, name: str
 ):
