@@ -94,7 +94,7 @@ def fit(
         1,
         min=1,
         max=MAX_DOWNSAMPLE,
-        help="cnn only: average-pool the face by this factor first (2: 24x24, ~4x faster).",
+        help="cnn only: average-pool the face by this factor first (2: 24x24, ~4x faster; 3: 16x16).",
     ),
     weights: str = typer.Option(
         None, help="vgg16/inceptionv3 only: a local no-top weights file (default: none)."
