@@ -26,9 +26,10 @@ IO_TYPES = ("int8", "uint8", "float32")
 # int8 keeps the model's front end float32: every op from the input pixels through the first
 # convolution that reads the per-face standardized face. Standardization computes a mean, a variance
 # and its inverse square root over the face; in int8 each step rounds and the face's scale comes out
-# wrong (2.6 points of PublicTest accuracy on the shipped model). Rounding the low-contrast blurred face
-# before standardization, or the standardized face before the first convolution, costs more points on a
-# wider network (1.2-1.5 on run 7). The front end is under 1% of the multiply-adds (models/README.md).
+# wrong (2.6 points of PublicTest accuracy on run 6). Rounding the low-contrast blurred face before the
+# standardization and the standardized face before the first convolution cost the wider run 7 (the
+# shipped model) another 1.2-1.5 points. The front end is under 1% of the multiply-adds
+# (models/README.md).
 STANDARDIZE = "standardize"
 QUANTIZE_OPS = ("QUANTIZE", "DEQUANTIZE")
 

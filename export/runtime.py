@@ -96,14 +96,6 @@ class TFLiteRunner:
         }
 
 
-def tensor_dtypes(model: bytes) -> dict[str, str]:
-    """Every tensor of a TFLite model, by the name the converter gave it, with its dtype's name."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    tensors = Interpreter(model_content=model).get_tensor_details()
-    return {t["name"]: np.dtype(t["dtype"]).name for t in tensors}
-
-
 def ops(model: bytes) -> list[dict]:
     """The ops of a TFLite model in execution order: type, input and output tensor names, the dtype of
     the first output, and whether the op reads one of the model's inputs."""

@@ -106,6 +106,7 @@ def test_a_finished_run_tunes_its_inference_blur_on_validation(tiny_folders, tmp
     assert blur["sigma"] == 1.0 or scores[1.0] < best
     assert saved == blur["sigma"]  # the model written is the one tuned, and what it is scored on
     assert metrics["accuracy"] == pytest.approx(best)
+    assert f"Inference blur: sigma {blur['sigma']:g} (trained with 1)" in (out / "metrics.md").read_text()
 
 
 def test_changing_the_inference_blur_keeps_the_weights():
