@@ -107,9 +107,10 @@ def quantize(
     full_int8: bool = typer.Option(
         False,
         "--full-int8",
-        help="Quantize the per-face standardization of the int8 variant too (TFLITE_BUILTINS_INT8), for "
-        "accelerators that prefer integer ops. By default it stays float32: in int8 it costs accuracy (2.6 "
-        "points on the shipped model). TensorFlow leaves ELU float either way; the report lists float ops.",
+        help="Quantize the int8 variant's front end too (TFLITE_BUILTINS_INT8), for accelerators that prefer "
+        "integer ops. By default the ops from the input through the first convolution after the per-face "
+        "standardization stay float32: in int8 they cost accuracy (2.6 points on run 6, models/README.md). "
+        "TensorFlow leaves ELU float either way; the report lists float ops.",
     ),
     threads: int = typer.Option(1, min=1, help="Interpreter threads for the latency measurement."),
     tolerance: float = typer.Option(
