@@ -19,6 +19,7 @@ Usage: python experiments/blur_cost.py DATA WORKDIR   (WORKDIR gets the face fol
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -45,12 +46,19 @@ SHIPPED = dict(
 )
 
 
-def write_split(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
+def write_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """`root/split/<class>/*.png`, written under a temporary name first: an interrupted call leaves no
+    half-written folder for the next one to train on."""
+    if root.exists():
+        return
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     for cls in CLASSES:
-        (folder / cls).mkdir(parents=True, exist_ok=True)
+        (tmp / split / cls).mkdir(parents=True)
     for i, (face, label) in enumerate(zip(images, labels, strict=True)):
         pixels = np.clip(face, 0, 255).round().astype(np.uint8)
-        cv2.imwrite(str(folder / CLASSES[label] / f"{i:05d}.png"), pixels)
+        cv2.imwrite(str(tmp / split / CLASSES[label] / f"{i:05d}.png"), pixels)
+    tmp.rename(root)
 
 
 def same_counts(labels: np.ndarray, wanted: np.ndarray, rng) -> np.ndarray:
@@ -87,16 +95,19 @@ def main(root: str, work: Path) -> None:
         "training": train.images[real],
     }
     labels = {"sharp": test.labels[part], "blurred": test.labels[part], "training": train.labels[real]}
-    if not (work / "held").exists():
-        write_split(work / "held" / "test", test.images[held], test.labels[held])
+    write_split(work / "held", "test", test.images[held], test.labels[held])
     for name, images in faces.items():
-        if not (work / name).exists():
-            write_split(work / name / "train", images, labels[name])
+        write_split(work / name, "train", images, labels[name])
     rows = [(arm, run_arm(work, *spec)) for arm, spec in ARMS.items()]
-    print(f"\n| trained on {TRAIN_FACES} faces | {len(held)} held-out sharp PublicTest faces | macro-F1 |")
-    print("|---|---|---|")
+    print(
+        f"\n| trained on {TRAIN_FACES} faces | working resolution | inference blur (tuned) "
+        f"| accuracy on {len(held)} held-out sharp PublicTest faces | macro-F1 |"
+    )
+    print("|---|---|---|---|---|")
     for arm, metrics in rows:
-        print(f"| {arm} | {metrics['accuracy']:.2%} | {metrics['macro_f1']:.4f} |")
+        side = 48 // ARMS[arm][2]
+        blur = metrics.get("inference_blur", {}).get("sigma", "none")
+        print(f"| {arm} | {side}x{side} | {blur} | {metrics['accuracy']:.2%} | {metrics['macro_f1']:.4f} |")
     (work / "blur_cost.json").write_text(json.dumps({arm: m for arm, m in rows}, indent=2, default=str))
 
 
