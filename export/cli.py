@@ -91,7 +91,7 @@ def quantize(
         help="int8 path: converter (tf.lite.TFLiteConverter) or litert (litert-quantizer, static_wi8_ai8).",
     ),
     compare_quantizers: bool = typer.Option(
-        True, help="Also export int8 with the other quantizer (file suffix _litert/_converter) and compare."
+        False, help="Also export int8 with the other quantizer (file suffix _litert/_converter) and compare."
     ),
     mobile: bool = typer.Option(
         False,
@@ -103,14 +103,6 @@ def quantize(
         "--flip-tta",
         help="Bake horizontal-flip test-time augmentation into every variant: the model averages the "
         "face and its mirror image (more accurate, twice the work per face).",
-    ),
-    full_int8: bool = typer.Option(
-        False,
-        "--full-int8",
-        help="Quantize the int8 variant's front end too (TFLITE_BUILTINS_INT8), for accelerators that prefer "
-        "integer ops. By default the ops from the input through the first convolution after the per-face "
-        "standardization stay float32: in int8 they cost accuracy (2.6 points on run 6, models/README.md). "
-        "TensorFlow leaves ELU float either way; the report lists float ops.",
     ),
     threads: int = typer.Option(1, min=1, help="Interpreter threads for the latency measurement."),
     tolerance: float = typer.Option(
@@ -152,7 +144,6 @@ def quantize(
             compare_quantizers=compare_quantizers,
             mobile=mobile,
             flip_tta=flip_tta,
-            full_int8=full_int8,
             threads=threads,
             tolerance=tolerance,
             force=force,

@@ -55,10 +55,9 @@ class Options:
     name: str | None = None
     io_type: str = "int8"
     quantizer: str = DEFAULT_QUANTIZER
-    compare_quantizers: bool = True
+    compare_quantizers: bool = False
     mobile: bool = False
     flip_tta: bool = False
-    full_int8: bool = False
     threads: int = 1
     tolerance: float | None = None
     force: bool = False
@@ -303,7 +302,6 @@ def _export_job(
             source,
             job.mobile,
             converted,
-            full_int8=opts.full_int8,
         )
     except VerificationError as e:
         entry.update(status="failed", error=str(e), check=e.check.to_dict())
@@ -470,11 +468,9 @@ def _float_ops_lines(report: dict) -> list[str]:
             or "none (every op int8)"
         )
 
-    front = any("front end" in v["float_ops"] for v in int8)
     return [
         "int8 ops computing in float32: "
         + "; ".join(f"{ops(v['float_ops'])} in `{v['file']}`" for v in int8)
-        + (" (front end: the input through the first convolution after standardization)" if front else "")
         + "."
     ]
 

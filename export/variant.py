@@ -127,7 +127,6 @@ def build_variant(
     source: dict | None = None,
     mobile: bool = False,
     converted: bytes | None = None,
-    full_int8: bool = False,
 ) -> Exported:
     """Convert, embed metadata and verify one variant in memory; raises VerificationError on a mismatch.
 
@@ -153,7 +152,7 @@ def build_variant(
         return np.repeat(x[..., None], channels, axis=-1) if mobile else x
 
     if converted is None:
-        converted = convert(target, mode, None if rep is None else widen(rep), io_type, full_int8)
+        converted = convert(target, mode, None if rep is None else widen(rep), io_type)
     runner = TFLiteRunner(converted)
     card = cards.model_card(
         name=name or keras_model.name,
@@ -228,7 +227,6 @@ def export_variant(
     source: dict | None = None,
     mobile: bool = False,
     force: bool = False,
-    full_int8: bool = False,
 ) -> Path:
     """Export `keras_model` (a keras.Model or a .keras path) as a self-describing, verified .tflite.
 
@@ -251,6 +249,5 @@ def export_variant(
         tolerance,
         source,
         mobile,
-        full_int8=full_int8,
     )
     return write_bytes(out_path, exported.model)

@@ -33,10 +33,10 @@ def tiny_models() -> dict[str, Path]:
     import keras
 
     from fer_export import export_variant
-    from fer_train.models import build_cnn
+    from fer_train.models import build_model
 
     keras.utils.set_random_seed(0)
-    model = build_cnn(width=0.125)
+    model = build_model("cnn", width=0.125)
     images, labels = synthetic_faces(per_class=8, seed=0)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(images[..., None].astype("float32"), labels, epochs=1, batch_size=16, verbose=0)

@@ -28,10 +28,10 @@ except ImportError:  # pragma: no cover - imported from outside the tests folder
 def tiny_keras_model(seed: int = 0):
     import keras
 
-    from fer_train.models import build_cnn
+    from fer_train.models import build_model
 
     keras.utils.set_random_seed(seed)
-    model = build_cnn(width=0.125)
+    model = build_model("cnn", width=0.125)
     images, labels = synthetic_faces(per_class=8, seed=seed)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(images[..., None].astype("float32"), labels, epochs=1, batch_size=16, verbose=0)

@@ -18,11 +18,11 @@ def tiny_model_path() -> Path:
     """A width-0.125 FER CNN fitted briefly on synthetic faces, saved as .keras (trained once per session)."""
     import keras
 
-    from fer_train.models import build_cnn
+    from fer_train.models import build_model
 
     keras.utils.set_random_seed(0)
     images, labels = synthetic_faces(12, seed=1)
-    model = build_cnn(width=0.125)
+    model = build_model("cnn", width=0.125)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(images[..., None].astype(np.float32), labels, epochs=TINY_EPOCHS, batch_size=16, verbose=0)
     path = Path(tempfile.mkdtemp(prefix="fer-export-test-")) / "tiny.keras"

@@ -73,8 +73,8 @@ def exported(tmp_path_factory, tiny_splits):
         out,
         "--mobile",
     ]
-    if not litert_quantizer.available():
-        args.append("--no-compare-quantizers")
+    if litert_quantizer.available():
+        args.append("--compare-quantizers")
     result = CliRunner().invoke(app, list(map(str, args)))
     return result, out, data
 
@@ -106,10 +106,10 @@ def test_quantize_all_writes_verified_models_cards_and_report(exported):
     assert (out / "labels.txt").read_text().split()[0] == "angry"
     markdown = (out / "export_report.md").read_text()
     assert "| int8 | converter | int8 | `fer_cnn_int8.tflite`" in markdown
-    # Read from each int8 file: ours keeps the front end float, whatever the other quantizer did.
-    kept = "int8 ops computing in float32: front end (10 ops), ELU (7 ops) in `fer_cnn_int8.tflite`"
+    # Read from each int8 file: TF leaves the cnn's ELU float, whatever the other quantizer did.
+    kept = "int8 ops computing in float32: ELU (7 ops) in `fer_cnn_int8.tflite`"
     assert kept in markdown
-    assert variants[("int8", "converter", False)]["float_ops"] == {"front end": 10, "ELU": 7}
+    assert variants[("int8", "converter", False)]["float_ops"] == {"ELU": 7}
     assert report["representative_data"]["samples"] == 30
     assert min(report["representative_data"]["per_class"].values()) >= 4  # drawn evenly across classes
 
@@ -161,8 +161,7 @@ def test_a_failed_variant_is_reported_and_not_written(tmp_path, tiny_folders):
         tmp_path,
         "--tolerance",
         "0",
-        "--no-compare-quantizers",
-    ]
+            ]
     result = CliRunner().invoke(app, list(map(str, args)))
     assert result.exit_code == 1
     assert "failed and were not written: fer_cnn_int8.tflite" in result.output
@@ -256,7 +255,7 @@ def test_flip_tta_is_baked_into_the_exported_graph(tmp_path, tiny_folders):
 
     args = ["quantize", "--model", tiny_model_path(), "--mode", "fp32,int8", "--rep-data", tiny_folders]
     result = fer_export(
-        *args, "--rep-samples", "30", "--out", tmp_path, "--flip-tta", "--no-compare-quantizers"
+        *args, "--rep-samples", "30", "--out", tmp_path, "--flip-tta"
     )
     assert result.returncode == 0, result.stderr
     faces, _ = synthetic_faces(4)

@@ -103,74 +103,17 @@ def test_every_mode_converts_runs_and_describes_itself(tmp_path, model, faces, k
     assert [f.name for f in meta.associated_files] == ["fer_model.json"]
 
 
-def _standardize_dtypes(data: bytes) -> dict[str, str]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    tensors = Interpreter(model_content=data).get_tensor_details()
-    names = [(t["name"], t["dtype"]) for t in tensors if "/standardize" in t["name"]]
-    return {name.split("/")[-1]: np.dtype(dtype).name for name, dtype in names}
-
-
-def _first_conv_dtype(data: bytes) -> str:
-    from fer_export.convert import front_end
-    from fer_export.runtime import ops
-
-    return next(op["dtype"] for op in front_end(ops(data)) if op["type"] == "CONV_2D")
-
-
-# The tiny model's front end: standardize (9 ops) and the first convolution; the rescaling reads the
-# input and stays int8.
-FRONT_END_OPS = 10
-
-
-@pytest.mark.parametrize("full_int8", [False, True])
-def test_int8_keeps_the_front_end_float_unless_full_int8(tmp_path, model, faces, keras_probs, full_int8):
+def test_int8_is_full_integer_and_the_card_lists_what_stays_float(tmp_path, model, faces, keras_probs):
     images, _ = faces
-    out = export_variant(model, "int8", tmp_path / "m.tflite", rep_images=images, full_int8=full_int8)
-    data = out.read_bytes()
-    dtypes = _standardize_dtypes(data)
-    # The variance and its inverse square root: rounded to int8 they put the face's scale off.
-    assert dtypes["variance"] == dtypes["Rsqrt"] == ("int8" if full_int8 else "float32")
-    # ...and the standardized face, rounded before the first convolution, costs points on wide models.
-    assert _first_conv_dtype(data) == ("int8" if full_int8 else "float32")
-    runner = TFLiteRunner(data)
-    assert runner.input_dtype == runner.output_dtype == "int8"  # still the camera byte in, int8 out
+    out = export_variant(model, "int8", tmp_path / "m.tflite", rep_images=images)
+    runner = TFLiteRunner(out.read_bytes())
+    assert runner.input_dtype == runner.output_dtype == "int8"  # the camera byte in, int8 out
     assert (runner.predict(images).argmax(1) == keras_probs.argmax(1)).mean() >= 0.85
     source = read_card(out)["source"]
-    # Read from the file's ops: TF's quantizer leaves every ELU (and standardization's NEG) float even
-    # in full-integer mode, and the card must say so rather than claim an all-int8 model.
-    expected = {"front end": 1 if full_int8 else FRONT_END_OPS, "ELU": 7}
-    assert source["float_ops"] == expected
-    assert source["quantization"].startswith(f"integer (front end {expected['front end']} op")
-
-
-def test_int8_calibrates_once(monkeypatch, model, faces):
-    from fer_export import convert as convert_module
-
-    passes = []
-    calibrate = convert_module.representative_batches
-
-    def counted(images):
-        passes.append(len(images))
-        yield from calibrate(images)
-
-    monkeypatch.setattr(convert_module, "representative_batches", counted)
-    images, _ = faces
-    data = convert_module.convert(model, "int8", images)
-    assert passes == [len(images)]  # one calibration pass serves the selective requantization too
-    assert convert_module.float_ops_of(data)["front end"] == FRONT_END_OPS
-
-
-def test_card_claims_a_float_front_end_only_when_the_file_has_one(tmp_path, faces):
-    from fer_train.models import build_cnn
-
-    images, _ = faces
-    plain = build_cnn(width=0.125, standardize=False)  # no standardize layer: nothing to keep float
-    out = export_variant(plain, "int8", tmp_path / "plain.tflite", rep_images=images)
-    source = read_card(out)["source"]
+    # Read from the file's ops: TF's quantizer leaves every ELU float even in full-integer mode, and the
+    # card must say so rather than claim an all-int8 model.
     assert source["float_ops"] == {"ELU": 7}
     assert source["quantization"].startswith("integer (ELU 7 ops in float32)")
-    assert "Rsqrt" not in " ".join(_standardize_dtypes(out.read_bytes()))
 
 
 def test_mobile_variant_takes_rgb_and_matches_the_gray_model(tmp_path, model, faces, keras_probs):

@@ -21,7 +21,12 @@ RUN_FILES = ["model.keras", "config.json", "history.csv", "metrics.json", "confu
 
 def tiny_cfg(data, **kw) -> FitConfig:
     options = dict(
-        data=str(data), arch="cnn", epochs=1, batch_size=16, width=0.125, first_kernel=3, command="test"
+        data=str(data),
+        model="cnn",
+        model_options={"width": 0.125, "first_kernel": 3},
+        epochs=1,
+        batch_size=16,
+        command="test",
     )
     return FitConfig(**{**options, **kw})
 
@@ -31,7 +36,9 @@ def test_one_epoch_of_each_architecture_writes_a_complete_run(tiny_folders, tmp_
     import keras
 
     out = tmp_path / arch
-    metrics = fit(tiny_cfg(tiny_folders, arch=arch, augment=arch == "cnn"), out, log=lambda m: None)
+    options = {"width": 0.125} if arch == "cnn" else {}
+    cfg = tiny_cfg(tiny_folders, model=arch, model_options=options, augment=arch == "cnn")
+    metrics = fit(cfg, out, log=lambda m: None)
     for name in RUN_FILES:
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
@@ -55,7 +62,7 @@ def test_one_epoch_of_each_architecture_writes_a_complete_run(tiny_folders, tmp_
 
 
 def test_training_lowers_the_loss(tiny_folders, tmp_path):
-    cfg = tiny_cfg(tiny_folders, epochs=4, width=0.25, augment=False, learning_rate=3e-3)
+    cfg = tiny_cfg(tiny_folders, epochs=4, model_options={"width": 0.25}, augment=False, learning_rate=3e-3)
     fit(cfg, tmp_path / "run", log=lambda m: None)
     history = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
@@ -67,12 +74,8 @@ def test_finished_run_is_not_overwritten_but_can_be_extended(tiny_folders, tmp_p
     fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
     with pytest.raises(TrainError, match="finished run; use --force"):
         fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
-    with pytest.raises(TrainError, match=r"other settings \(width\)"):
-        fit(tiny_cfg(tiny_folders, width=0.25, epochs=2), out, log=lambda m: None)
-    # A run saved before a setting existed (here: downsample) resumes with that setting's default.
-    config = json.loads((out / "config.json").read_text())
-    del config["fit"]["downsample"]
-    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TrainError, match=r"other settings \(model_options\)"):
+        fit(tiny_cfg(tiny_folders, model_options={"width": 0.25}, epochs=2), out, log=lambda m: None)
     messages = []
     fit(tiny_cfg(tiny_folders, epochs=2, patience=5), out, log=messages.append)
     assert any("resuming at epoch 2" in m for m in messages)
@@ -84,42 +87,34 @@ def test_finished_run_is_not_overwritten_but_can_be_extended(tiny_folders, tmp_p
     assert len((out / "history.csv").read_text().splitlines()) == 2  # header + the one new epoch
 
 
-@pytest.mark.parametrize("tune", [True, False])
-def test_a_finished_run_tunes_its_inference_blur_on_validation(tiny_folders, tmp_path, tune):
-    import keras
-
-    from fer_train.models import inference_blur_of
-
+def test_force_replaces_only_what_a_run_wrote_and_only_after_the_inputs_are_checked(tiny_folders, tmp_path):
     out = tmp_path / "run"
-    cfg = tiny_cfg(tiny_folders, epochs=2, width=0.25, augment=False, inference_blur=1.0, tune_blur=tune)
-    metrics = fit(cfg, out, log=lambda m: None)
-    saved = inference_blur_of(keras.models.load_model(out / "model.keras"))
-    if not tune:
-        assert saved == 1.0 and "inference_blur" not in metrics
-        return
-    blur = metrics["inference_blur"]
-    scores = {float(s): a for s, a in blur["accuracy_by_sigma"].items()}
-    assert sorted(scores) == [0.5, 0.75, 1.0, 1.25, 1.5] and blur["trained_sigma"] == 1.0
-    best = max(scores.values())
-    # The best sigma wins; on a tie the one the run trained with stays.
-    assert scores[blur["sigma"]] == best
-    assert blur["sigma"] == 1.0 or scores[1.0] < best
-    assert saved == blur["sigma"]  # the model written is the one tuned, and what it is scored on
-    assert metrics["accuracy"] == pytest.approx(best)
-    assert f"Inference blur: sigma {blur['sigma']:g} (trained with 1)" in (out / "metrics.md").read_text()
+    fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
+    (out / "notes.txt").write_text("mine")
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(Exception, match="no such file or folder"):
+        fit(tiny_cfg(tmp_path / "missing"), out, force=True, log=lambda m: None)
+    assert sorted(p.name for p in out.iterdir()) == before  # bad input: nothing deleted
+    fit(tiny_cfg(tiny_folders), out, force=True, log=lambda m: None)
+    assert (out / "notes.txt").read_text() == "mine"  # a user's file survives --force
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(TrainError, match="not a run folder") as error:
+        fit(tiny_cfg(tiny_folders), folder, force=True, log=lambda m: None)
+    assert "--force" not in str(error.value) and (folder / "holiday.jpg").exists()
 
 
-def test_changing_the_inference_blur_keeps_the_weights():
-    from fer_train.models import build_cnn, inference_blur_of, with_inference_blur
-
-    model = build_cnn(width=0.125, inference_blur=2.0)
-    faces = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
-    same, sharper = with_inference_blur(model, 2.0), with_inference_blur(model, 0.5)
-    assert inference_blur_of(sharper) == 0.5 and inference_blur_of(model) == 2.0
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), sharper.get_weights(), strict=True))
-    reference = model.predict(faces, verbose=0)
-    assert np.allclose(same.predict(faces, verbose=0), reference, atol=1e-6)
-    assert not np.allclose(sharper.predict(faces, verbose=0), reference, atol=1e-4)
+def test_a_cosine_run_warms_up_then_decays_to_zero(tiny_folders, tmp_path):
+    cosine = dict(optimizer="sgd", learning_rate=0.1, schedule="cosine", warmup_epochs=1)
+    cfg = tiny_cfg(tiny_folders, epochs=4, **cosine)
+    whole = tmp_path / "whole"
+    fit(cfg, whole, log=lambda m: None)
+    rates = [h["learning_rate"] for h in json.loads((whole / "checkpoint" / "state.json").read_text())["history"]]
+    assert rates[0] == pytest.approx(0.1, rel=1e-3)  # warm-up reaches the peak after one epoch
+    assert rates[0] > rates[1] > rates[2] > rates[3] and rates[3] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(TrainError, match="finished run"):  # a cosine run's length is part of its schedule
+        fit(tiny_cfg(tiny_folders, epochs=6, **cosine), whole, log=lambda m: None)
 
 
 def test_a_killed_run_resumes_where_it_stopped(tiny_folders, tmp_path):
@@ -135,10 +130,10 @@ def test_a_killed_run_resumes_where_it_stopped(tiny_folders, tmp_path):
         str(out),
         "--epochs",
         "40",
+        "--model",
+        "cnn",
         "--width",
         "0.125",
-        "--first-kernel",
-        "3",
         "--batch-size",
         "8",
         "--patience",
@@ -185,7 +180,8 @@ def _cli(*args):
     [
         (["fit", "--data", "/nonexistent/fer", "--out", "{tmp}/r"], "no such file or folder"),
         (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--balance", "magic"], "unknown --balance"),
-        (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--arch", "resnet"], "unknown architecture"),
+        (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--model", "resnet"], "unknown model"),
+        (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--width", "0.5"], "takes no option width"),
         (["fit", "--data", "{bad}", "--out", "{tmp}/r"], "bad.csv:2: expected 2304 pixels"),
         (["evaluate", "--model", "{csv}", "--data", "{csv}"], "not a Keras model"),
         (["evaluate", "--model", "{tmp}/none.keras", "--data", "{csv}"], "no such model file"),
@@ -211,6 +207,8 @@ def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
         tmp_path / "run",
         "--epochs",
         "1",
+        "--model",
+        "cnn",
         "--width",
         "0.125",
         "--balance",

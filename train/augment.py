@@ -1,8 +1,9 @@
 """On-the-fly augmentation from Keras preprocessing layers (the replacement for ImageDataGenerator).
 
 The defaults mirror the usual FER2013 ImageDataGenerator settings: rotation 10 degrees, shifts and zoom
-of 10%, horizontal flips, brightness +-20%. They run in the tf.data pipeline, on training batches
-only, so evaluation and export always see the face as it is.
+of 10%, horizontal flips, brightness +-20%; `erasing` adds random erasing (a noise patch over up to a
+third of the face, with that probability), which the residual models' recipe uses. They run in the
+tf.data pipeline, on training batches only, so evaluation and export always see the face as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class AugmentConfig:
     zoom: float = 0.1
     flip: bool = True
     brightness: float = 0.2
+    erasing: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,4 +40,6 @@ def build_augmenter(cfg: AugmentConfig, seed: int = 0):
         steps.append(layers.RandomZoom(cfg.zoom, cfg.zoom, fill_mode="nearest", seed=seed))
     if cfg.brightness:
         steps.append(layers.RandomBrightness(cfg.brightness, value_range=(0.0, 255.0), seed=seed))
+    if cfg.erasing:
+        steps.append(layers.RandomErasing((cfg.erasing, cfg.erasing), value_range=(0.0, 255.0), seed=seed))
     return keras.Sequential(steps, name="augment")

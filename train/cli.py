@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from fer_train.balance import METHODS
-from fer_train.models import MAX_DOWNSAMPLE
+from fer_train.models import DEFAULT_MODEL, MODELS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
@@ -67,91 +67,83 @@ def fit(
     out: Path = typer.Option(
         ..., "--out", help="Run folder: checkpoints, model.keras and reports land here."
     ),
-    arch: str = typer.Option("cnn", help="Architecture: cnn, vgg16 or inceptionv3."),
-    epochs: int = typer.Option(60, min=1, help="Maximum epochs (EarlyStopping may end sooner)."),
-    batch_size: int = typer.Option(64, min=1),
-    optimizer: str = typer.Option("adam", help="adam or nadam."),
-    lr: float = typer.Option(1e-3, help="Initial learning rate; ReduceLROnPlateau halves it on plateaus."),
-    balance: str = typer.Option("none", help=f"Class balancing of the training split: {'|'.join(METHODS)}."),
+    model: str = typer.Option(
+        DEFAULT_MODEL,
+        "--model",
+        "--arch",
+        help=f"Registered model, trained with its own recipe: {', '.join(MODELS)}. "
+        "The options below override the recipe.",
+    ),
+    epochs: int = typer.Option(None, min=1, help="Epochs (plateau schedule: at most; it may stop sooner)."),
+    batch_size: int = typer.Option(None, min=1),
+    optimizer: str = typer.Option(None, help="sgd (Nesterov momentum 0.9), adam or nadam."),
+    lr: float = typer.Option(None, help="Learning rate (cosine: the peak after warm-up)."),
+    weight_decay: float = typer.Option(None, min=0.0),
+    schedule: str = typer.Option(
+        None, help="cosine (fixed length, warm-up then decay) or plateau (halve on plateaus, stop early)."
+    ),
+    balance: str = typer.Option(None, help=f"Resample the training split: {', '.join(METHODS)}."),
     class_weight: bool = typer.Option(
-        False, "--class-weight", help="Weight the loss by inverse class frequency."
+        None, "--class-weight/--no-class-weight", help="Weight the loss by inverse class frequency."
     ),
-    label_smoothing: float = typer.Option(0.0, min=0.0, max=0.5),
-    augment: bool = typer.Option(
-        True, help="Random flip, rotation, shift, zoom and brightness while training."
-    ),
-    width: float = typer.Option(
-        1.0, min=0.1, help="cnn only: filter-count multiplier (0.5 trains ~3x faster)."
-    ),
-    first_kernel: int = typer.Option(5, help="cnn only: kernel size of the first block (the seed uses 5)."),
-    dropout_scale: float = typer.Option(
-        1.0, min=0.0, help="cnn only: multiplies every dropout rate (seed: 1.0)."
-    ),
-    inference_blur: float = typer.Option(
-        0.0, min=0.0, help="cnn only: Gaussian blur sigma applied at inference only (blurred training data)."
-    ),
-    downsample: int = typer.Option(
-        1,
-        min=1,
-        max=MAX_DOWNSAMPLE,
-        help="cnn only: average-pool the face by this factor first (2: 24x24, ~4x faster; 3: 16x16).",
-    ),
-    weights: str = typer.Option(
-        None, help="vgg16/inceptionv3 only: a local no-top weights file (default: none)."
-    ),
-    patience: int = typer.Option(12, help="EarlyStopping patience in epochs (on validation accuracy)."),
-    train_split: str = typer.Option("train", help="Split to train on."),
-    val_split: str = typer.Option("test", help="Split to validate and select on (test = PublicTest)."),
+    label_smoothing: float = typer.Option(None, min=0.0, max=0.5),
+    augment: bool = typer.Option(None, help="Random flip, rotation, shift, zoom, brightness (and erasing)."),
+    erasing: float = typer.Option(None, min=0.0, max=1.0, help="Probability of random erasing per face."),
+    width: float = typer.Option(None, min=0.1, help="cnn only: filter-count multiplier."),
+    weights: str = typer.Option(None, help="vgg16/inceptionv3 only: a local no-top weights file."),
+    patience: int = typer.Option(None, help="plateau schedule: EarlyStopping patience in epochs."),
+    train_split: str = typer.Option(None, help="Split to train on (default: train)."),
+    val_split: str = typer.Option(None, help="Split to validate and select on (default: test = PublicTest)."),
     val_data: Path = typer.Option(None, help="Validation data from another source than --data."),
-    limit: int = typer.Option(None, help="Train on at most this many faces (quick trials)."),
+    limit: int = typer.Option(None, min=1, help="Train on at most this many faces (quick trials)."),
     skip_bad: bool = typer.Option(
-        False, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
+        None, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
     ),
-    seed: int = typer.Option(0),
-    tune_blur: bool = typer.Option(
-        True,
-        help="cnn with --inference-blur: when the run finishes, set the blur's sigma to the best of "
-        "sigma -0.5 to +0.5 (steps of 0.25) on the validation split.",
-    ),
+    seed: int = typer.Option(None),
     force: bool = typer.Option(
         False, "--force", help="Start over in a folder that holds a finished or other run."
     ),
 ) -> None:
-    """Train a model; run the same command again after an interruption to resume."""
-    from fer_train.fit import FitConfig
-    from fer_train.fit import fit as run_fit
+    """Train a registered model with its recipe; run the same command again to resume after a stop.
 
-    cfg = FitConfig(
-        data=str(data),
-        arch=arch,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        learning_rate=lr,
-        balance=balance,
-        class_weight=class_weight,
-        label_smoothing=label_smoothing,
-        augment=augment,
-        width=width,
-        first_kernel=first_kernel,
-        dropout_scale=dropout_scale,
-        inference_blur=inference_blur,
-        downsample=downsample,
-        weights=weights,
-        patience=patience,
-        train_split=train_split,
-        val_split=val_split,
-        val_data=str(val_data) if val_data else None,
-        limit=limit,
-        skip_bad=skip_bad,
-        seed=seed,
-        tune_blur=tune_blur,
-    )
-    if balance not in METHODS:
+    `fer-train fit --model fer_res --data ../shared/fer2013 --out runs/fer_res` reproduces the shipped
+    default model.
+    """
+    from fer_train.fit import fit as run_fit
+    from fer_train.fit import recipe_config
+
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+        "learning_rate": lr,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "balance": balance,
+        "class_weight": class_weight,
+        "label_smoothing": label_smoothing,
+        "augment": augment,
+        "erasing": erasing,
+        "patience": patience,
+        "train_split": train_split,
+        "val_split": val_split,
+        "val_data": str(val_data) if val_data else None,
+        "limit": limit,
+        "skip_bad": skip_bad,
+        "seed": seed,
+    }
+    options = {k: v for k, v in {"width": width, "weights": weights}.items() if v is not None}
+    if balance is not None and balance not in METHODS:
         _fail(f"unknown --balance {balance!r}: use one of {', '.join(METHODS)}")
     if weights and not Path(weights).is_file():
         _fail(f"{weights}: no such weights file")
-    _guarded(lambda: run_fit(cfg, out, force=force, log=_log))
+
+    def run():
+        overrides = {k: v for k, v in given.items() if v is not None}
+        cfg = recipe_config(model, str(data), model_options=options, **overrides)
+        return run_fit(cfg, out, force=force, log=_log)
+
+    _guarded(run)
 
 
 @app.command()

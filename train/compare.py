@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from fer_train.files import write_json, write_text
-from fer_train.fit import FitConfig, fit
+from fer_train.fit import fit, recipe_config
 
 
 def compare(
@@ -23,12 +23,12 @@ def compare(
     force: bool = False,
     log=print,
 ) -> list[dict]:
-    from fer_train.models import ARCHS
+    from fer_train.models import MODELS
 
-    unknown = [a for a in archs if a not in ARCHS]
+    unknown = [a for a in archs if a not in MODELS]
     if unknown or not archs:
         raise ValueError(
-            f"unknown architecture(s) {', '.join(unknown) or '(none given)'}: use {', '.join(ARCHS)}"
+            f"unknown architecture(s) {', '.join(unknown) or '(none given)'}: use {', '.join(MODELS)}"
         )
     rows = []
     for arch in archs:
@@ -38,9 +38,15 @@ def compare(
             metrics = json.loads((run / "metrics.json").read_text())
         else:
             log(f"{arch}: training for {epochs} epochs in {run}")
-            cfg = FitConfig(
-                data=str(data),
-                arch=arch,
+            # One recipe for every architecture (the seed's: Adam, learning rate halved on plateaus), so
+            # that only the architecture differs.
+            cfg = recipe_config(
+                arch,
+                str(data),
+                optimizer="adam",
+                learning_rate=1e-3,
+                weight_decay=0.0,
+                schedule="plateau",
                 epochs=epochs,
                 batch_size=batch_size,
                 limit=limit,

@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
@@ -27,18 +27,28 @@ from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
 from fer_train.files import atomic_write, write_json, write_text
-from fer_train.models import inference_blur_of, load_model, with_inference_blur
+from fer_train.models import DEFAULT_MODEL, MODELS, build_model, load_model
 from fer_train.spec import CLASSES, INPUT_SPEC, OUTPUT_SPEC
 
 # fit() warns about a shuffle flag that tf.data input ignores; the pipeline below shuffles itself.
 warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 
 # Settings that may differ between the first run and a resumed one without changing what is trained.
-RESUMABLE_CHANGES = {"epochs", "patience", "command", "tune_blur"}
-# The inference blur's sigma is tuned on the validation split when a run finishes, in these steps
-# around the sigma it trained with: the best epoch is picked there, and the sigma that matches sharp
-# faces to the training faces' blur drifts as the network learns (3.25 against 3.0 on run 7).
-BLUR_STEPS = (-0.5, -0.25, 0.0, 0.25, 0.5)
+RESUMABLE_CHANGES = {"epochs", "patience", "command"}
+# Files a run writes in its folder: the only ones --force removes.
+RUN_FILES = (
+    "config.json",
+    "checkpoint",
+    "best.keras",
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "metrics.md",
+    "confusion.png",
+    "curves.png",
+)
+SCHEDULES = ("cosine", "plateau")
+OPTIMIZERS = ("sgd", "adam", "nadam")
 
 
 class TrainError(Exception):
@@ -47,96 +57,119 @@ class TrainError(Exception):
 
 @dataclass
 class FitConfig:
+    """Every training setting. `recipe_config` fills it from a registered model's recipe."""
+
     data: str
-    arch: str = "cnn"
+    model: str = DEFAULT_MODEL
+    model_options: dict = field(default_factory=dict)  # the builder's keyword arguments (cnn: width)
     epochs: int = 60
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    # cosine: a fixed-length run, warm-up then cosine decay to zero; plateau: ReduceLROnPlateau
+    # halves the rate and EarlyStopping ends the run when validation accuracy stalls.
+    schedule: str = "plateau"
+    warmup_epochs: int = 2
+    patience: int = 12
+    lr_patience: int = 4
     balance: str = "none"
     class_weight: bool = False
     label_smoothing: float = 0.0
     augment: bool = True
-    width: float = 1.0
-    first_kernel: int = 5
-    dropout_scale: float = 1.0
-    inference_blur: float = 0.0
-    downsample: int = 1
-    weights: str | None = None
-    patience: int = 12
-    lr_patience: int = 4
+    erasing: float = 0.0
     train_split: str = "train"
     val_split: str = "test"
     val_data: str | None = None
     limit: int | None = None
     skip_bad: bool = False
     seed: int = 0
-    tune_blur: bool = True
     command: str = field(default_factory=lambda: " ".join(["fer-train", *sys.argv[1:]]))
 
-    def model_options(self) -> dict:
-        if self.arch == "cnn":
-            return {
-                "width": self.width,
-                "first_kernel": self.first_kernel,
-                "dropout_scale": self.dropout_scale,
-                "inference_blur": self.inference_blur,
-                "downsample": self.downsample,
-            }
-        return {"weights": self.weights}
+
+def recipe_config(model: str, data: str, **overrides) -> FitConfig:
+    """The settings `model` is registered with, overridden by `overrides` (options a user gave)."""
+    if model not in MODELS:
+        raise TrainError(f"unknown model {model!r}: use one of {', '.join(MODELS)}")
+    return FitConfig(data=str(data), model=model, **{**MODELS[model].recipe, **overrides})
 
 
 def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) -> dict:
     """Train (or resume) a run in `out`; returns the validation metrics."""
     out = Path(out)
-    _prepare_run_dir(cfg, out, force)
-    train, val = _load_splits(cfg, log)
+    _check_settings(cfg)
+    resuming = _check_run_dir(cfg, out, force)
+    train, val = _load_splits(cfg, log)  # inputs checked before anything in `out` is touched
+    _start_run_dir(cfg, out, force and not resuming)
     keras.utils.set_random_seed(cfg.seed)
-    model, state = _model_and_state(cfg, out)
+    model, state = _model_and_state(cfg, out, steps_per_epoch=-(-len(train) // cfg.batch_size))
     if not state.get("stopped") and state["epoch"] < cfg.epochs:
         _train(cfg, out, model, state, train, val, log)
-    return _finish(cfg, out, val, log)
+    return _finish(cfg, out, train, val, log)
 
 
 # --- Run folder ------------------------------------------------------------------------------------
 
 
-def _defaults() -> dict:
-    return {f.name: f.default for f in fields(FitConfig) if f.default is not MISSING}
+def _check_settings(cfg: FitConfig) -> None:
+    if cfg.optimizer not in OPTIMIZERS:
+        raise TrainError(f"unknown optimizer {cfg.optimizer!r}: use {', '.join(OPTIMIZERS)}")
+    if cfg.schedule not in SCHEDULES:
+        raise TrainError(f"unknown schedule {cfg.schedule!r}: use {', '.join(SCHEDULES)}")
+    if cfg.model not in MODELS:
+        raise TrainError(f"unknown model {cfg.model!r}: use one of {', '.join(MODELS)}")
 
 
-def _prepare_run_dir(cfg: FitConfig, out: Path, force: bool) -> None:
+def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
+    """Refuse a folder the run may not use; True when the run in it resumes (or continues)."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"{out}: not a folder; choose another --out")
     config_path = out / "config.json"
-    if out.exists() and force:
-        shutil.rmtree(out)
-    elif config_path.exists():
-        # A setting added after the run started counts as its default, so older runs still resume.
-        previous = {**_defaults(), **json.loads(config_path.read_text())["fit"]}
-        changed = sorted(
-            k for k, v in asdict(cfg).items() if previous.get(k) != v and k not in RESUMABLE_CHANGES
-        )
-        if changed:
+    if not config_path.exists():
+        if out.exists() and any(out.iterdir()):
             raise TrainError(
-                f"{out}: holds a run with other settings ({', '.join(changed)}); "
-                "run the same command to resume it, or use --force to start over"
+                f"{out}: folder exists and is not a run folder (no config.json); choose another --out"
             )
-        if (out / "metrics.json").exists():
-            if not _can_extend(cfg, out):
-                raise TrainError(
-                    f"{out}: holds a finished run; use --force to train a new one over it "
-                    "(or a larger --epochs to continue it)"
-                )
-            (out / "metrics.json").unlink()  # unfinished again until the new epochs are done
-    elif out.exists() and any(out.iterdir()):
-        raise TrainError(f"{out}: folder exists and is not a run folder; choose another --out or use --force")
+        return False
+    if force:
+        return False
+    try:
+        previous = json.loads(config_path.read_text())["fit"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TrainError(f"{config_path}: unreadable run settings; use --force to start over") from None
+    changed = sorted(k for k, v in asdict(cfg).items() if previous.get(k) != v and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise TrainError(
+            f"{out}: holds a run with other settings ({', '.join(changed)}); "
+            "run the same command to resume it, or use --force to start over"
+        )
+    if (out / "metrics.json").exists() and not _can_extend(cfg, out):
+        raise TrainError(
+            f"{out}: holds a finished run; use --force to train a new one over it "
+            "(or a larger --epochs to continue it)"
+        )
+    return True
+
+
+def _start_run_dir(cfg: FitConfig, out: Path, clear: bool) -> None:
+    if clear:  # --force: remove what an earlier run wrote, and nothing else
+        for name in RUN_FILES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    if (out / "metrics.json").exists():
+        (out / "metrics.json").unlink()  # unfinished again until the new epochs are done
     out.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, _describe(cfg))
+    write_json(out / "config.json", _describe(cfg))
 
 
 def _can_extend(cfg: FitConfig, out: Path) -> bool:
-    """A finished run continues when asked for more epochs than it ran, unless EarlyStopping ended it."""
+    """A finished run continues when asked for more epochs than it ran, unless EarlyStopping ended it.
+    A cosine run cannot: its schedule was fixed by its length."""
     state_path = out / "checkpoint" / "state.json"
-    if not state_path.exists():
+    if not state_path.exists() or cfg.schedule == "cosine":
         return False
     state = json.loads(state_path.read_text())
     return not state.get("stopped") and state["epoch"] < cfg.epochs
@@ -145,11 +178,10 @@ def _can_extend(cfg: FitConfig, out: Path) -> bool:
 def _describe(cfg: FitConfig) -> dict:
     return {
         "fit": asdict(cfg),
-        "model_options": cfg.model_options(),
         "labels": list(CLASSES),
         "input": INPUT_SPEC,
         "output": OUTPUT_SPEC,
-        "augment": AugmentConfig().to_dict() if cfg.augment else None,
+        "augment": AugmentConfig(erasing=cfg.erasing).to_dict() if cfg.augment else None,
         "environment": {
             "python": platform.python_version(),
             "keras": keras.__version__,
@@ -204,7 +236,7 @@ def _pipeline(images: np.ndarray, labels: np.ndarray, cfg: FitConfig, training: 
         ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
     ds = ds.batch(cfg.batch_size)
     if training and cfg.augment:
-        augmenter = build_augmenter(AugmentConfig(), seed=cfg.seed)
+        augmenter = build_augmenter(AugmentConfig(erasing=cfg.erasing), seed=cfg.seed)
         ds = ds.map(lambda a, b: (augmenter(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -212,9 +244,7 @@ def _pipeline(images: np.ndarray, labels: np.ndarray, cfg: FitConfig, training: 
 # --- Model, resume state ---------------------------------------------------------------------------
 
 
-def _model_and_state(cfg: FitConfig, out: Path):
-    from fer_train.models import build_model
-
+def _model_and_state(cfg: FitConfig, out: Path, steps_per_epoch: int):
     ckpt, state_path = out / "checkpoint" / "last.keras", out / "checkpoint" / "state.json"
     if ckpt.exists() and state_path.exists():
         try:
@@ -223,29 +253,47 @@ def _model_and_state(cfg: FitConfig, out: Path):
             raise TrainError(
                 f"{ckpt}: checkpoint cannot be read ({type(e).__name__}); use --force to start over"
             ) from None
-    model = build_model(cfg.arch, **cfg.model_options())
-    optimizers = {"adam": keras.optimizers.Adam, "nadam": keras.optimizers.Nadam}
-    if cfg.optimizer not in optimizers:
-        raise TrainError(f"unknown optimizer {cfg.optimizer!r}: use adam or nadam")
+    model = build_model(cfg.model, **cfg.model_options)
     model.compile(
-        optimizer=optimizers[cfg.optimizer](learning_rate=cfg.learning_rate),
+        optimizer=_optimizer(cfg, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         metrics=["accuracy"],
     )
     return model, {"epoch": 0, "history": [], "train_seconds": 0.0}
 
 
+def _optimizer(cfg: FitConfig, steps_per_epoch: int):
+    rate = cfg.learning_rate
+    if cfg.schedule == "cosine":
+        # Per step, inside the optimizer: its iteration count is checkpointed, so a resumed run
+        # continues the schedule where it stopped.
+        warmup = min(cfg.warmup_epochs, cfg.epochs - 1) * steps_per_epoch
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.learning_rate / 10 if warmup else cfg.learning_rate,
+            warmup_target=cfg.learning_rate if warmup else None,
+            warmup_steps=warmup,
+            decay_steps=cfg.epochs * steps_per_epoch - warmup,
+        )
+    decay = cfg.weight_decay or None
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
+    if cfg.optimizer == "nadam":
+        return keras.optimizers.Nadam(rate, weight_decay=decay)
+    return keras.optimizers.Adam(rate, weight_decay=decay)
+
+
 def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, log) -> None:
     from fer_train.progress import RichProgress
 
-    early = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience)
-    plateau = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_accuracy", mode="max", factor=0.5, patience=cfg.lr_patience, min_lr=1e-6
-    )
-    best = keras.callbacks.ModelCheckpoint(
-        str(out / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True
-    )
-    resume = ResumeCheckpoint(out / "checkpoint", state, early, plateau, best, cfg.patience)
+    callbacks = []
+    if cfg.schedule == "plateau":
+        callbacks += [
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_accuracy", mode="max", factor=0.5, patience=cfg.lr_patience, min_lr=1e-6
+            ),
+        ]
+    resume = ResumeCheckpoint(out, state, *callbacks, patience=cfg.patience)
     weights = class_weights(train.labels) if cfg.class_weight else None
     if weights:
         log("class weights: " + ", ".join(f"{CLASSES[c]} {w:.2f}" for c, w in weights.items()))
@@ -257,29 +305,29 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, log) -> No
         epochs=cfg.epochs,
         initial_epoch=state["epoch"],
         class_weight=weights,
-        callbacks=[early, plateau, best, resume, RichProgress(cfg.epochs, log)],
+        callbacks=[*callbacks, resume, RichProgress(cfg.epochs, log)],
         verbose=0,
     )
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
-    """Saves model, optimizer and callback state after every epoch, and restores the callbacks on resume."""
+    """After every epoch: saves the best model so far (`best.keras`), then the model with its optimizer
+    and the callbacks' state (`checkpoint/`); on resume, puts the callbacks back where they were.
+    Every file is written atomically, so a kill at any moment leaves a run that resumes."""
 
-    def __init__(self, folder: Path, state: dict, early, plateau, best, patience: int):
+    def __init__(self, out: Path, state: dict, early=None, plateau=None, patience: int = 0):
         super().__init__()
-        self.folder, self.state = folder, state
-        self.early, self.plateau, self.best = early, plateau, best
-        self.patience = patience
+        self.out, self.state = out, state
+        self.early, self.plateau, self.patience = early, plateau, patience
         self._t0 = 0.0
 
     def on_train_begin(self, logs=None):
         cb = self.state.get("callbacks")
-        if cb:  # Keras callbacks reset themselves at train begin; put back where they were
+        if cb and self.early:  # Keras callbacks reset themselves at train begin; put back where they were
             self.early.wait, self.early.best = cb["early_wait"], cb["best"]
             self.early.patience = self.patience
             self.plateau.wait, self.plateau.best = cb["plateau_wait"], cb["best"]
             self.plateau.cooldown_counter = cb.get("plateau_cooldown", 0)
-            self.best.best = cb["best"]
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.time()
@@ -292,21 +340,26 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.state["history"].append(row)
         self.state["epoch"] = epoch + 1
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + seconds
-        self.state["callbacks"] = {
-            "best": float(self.best.best),
-            "early_wait": int(self.early.wait),
-            "plateau_wait": int(self.plateau.wait),
-            "plateau_cooldown": int(self.plateau.cooldown_counter),
-        }
+        best = self.state.get("callbacks", {}).get("best", -1.0)
+        if logs.get("val_accuracy", -1.0) > best:
+            best = float(logs["val_accuracy"])
+            atomic_write(self.out / "best.keras", lambda p: self.model.save(p))
+        self.state["callbacks"] = {"best": best}
+        if self.early:
+            self.state["callbacks"].update(
+                early_wait=int(self.early.wait),
+                plateau_wait=int(self.plateau.wait),
+                plateau_cooldown=int(self.plateau.cooldown_counter),
+            )
         # Model first, then the state that points at it: a kill in between repeats one epoch, loses none.
-        atomic_write(self.folder / "last.keras", lambda p: self.model.save(p))
-        write_json(self.folder / "state.json", self.state)
-        write_history(self.folder.parent / "history.csv", self.state["history"])
+        atomic_write(self.out / "checkpoint" / "last.keras", lambda p: self.model.save(p))
+        write_json(self.out / "checkpoint" / "state.json", self.state)
+        write_history(self.out / "history.csv", self.state["history"])
 
     def on_train_end(self, logs=None):
         if self.model.stop_training:
             self.state["stopped"] = True
-            write_json(self.folder / "state.json", self.state)
+            write_json(self.out / "checkpoint" / "state.json", self.state)
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -323,7 +376,7 @@ def write_history(path: Path, history: list[dict]) -> None:
 # --- Finish: final model and reports ---------------------------------------------------------------
 
 
-def _finish(cfg: FitConfig, out: Path, val, log) -> dict:
+def _finish(cfg: FitConfig, out: Path, train, val, log) -> dict:
     from fer_train import evaluate as ev
 
     state = json.loads((out / "checkpoint" / "state.json").read_text())
@@ -332,54 +385,25 @@ def _finish(cfg: FitConfig, out: Path, val, log) -> dict:
     # The shipped model carries no optimizer state: a clone with the best weights, a third of the size.
     model = keras.models.clone_model(trained)
     model.set_weights(trained.get_weights())
-    blur = _tune_blur(model, val, log) if cfg.tune_blur else None
-    if blur:
-        model = with_inference_blur(model, blur["sigma"])
     atomic_write(out / "model.keras", lambda p: model.save(p))
     report = ev.evaluate(model, val.images, val.labels, val.split)
-    if blur:
-        report["inference_blur"] = blur
     history = state["history"]
+    report["model_name"] = cfg.model
     report["epochs"] = state["epoch"]
     report["best_epoch"] = max(history, key=lambda h: h.get("val_accuracy", 0))["epoch"] if history else None
     report["train_seconds"] = round(state.get("train_seconds", 0.0), 1)
     report["seconds_per_epoch"] = round(report["train_seconds"] / max(1, len(history)), 1)
     report["parameters"] = int(model.count_params())
+    report["skipped"] = {"train": len(train.skipped), "validation": len(val.skipped)}
     ev.plot_confusion(
-        report["single_crop"]["confusion_matrix"], out / "confusion.png", f"{cfg.arch} on {val.split}"
+        report["single_crop"]["confusion_matrix"], out / "confusion.png", f"{cfg.model} on {val.split}"
     )
     if history:
         ev.plot_curves(history, out / "curves.png")
-    write_text(out / "metrics.md", ev.to_markdown(report, f"{cfg.arch}: {out.name}"))
+    write_text(out / "metrics.md", ev.to_markdown(report, f"{cfg.model}: {out.name}"))
     write_json(out / "metrics.json", report)  # written last: its presence marks the run finished
     log(
         f"done: {val.split} accuracy {report['accuracy']:.2%} (flip TTA {report['flip_tta_accuracy']:.2%}), "
         f"macro-F1 {report['macro_f1']:.4f}; model in {out / 'model.keras'}"
     )
     return report
-
-
-def _tune_blur(model, val, log) -> dict | None:
-    """The inference blur's sigma with the best validation accuracy among BLUR_STEPS around the
-    trained one (ties keep the trained sigma); None for a model without the blur."""
-    from fer_train.evaluate import predict_probs
-
-    trained = inference_blur_of(model)
-    if not trained:
-        return None
-    scores = {}
-    for step in BLUR_STEPS:
-        sigma = round(trained + step, 3)
-        if sigma > 0:
-            probs = predict_probs(with_inference_blur(model, sigma), val.images)
-            scores[sigma] = float((probs.argmax(1) == val.labels).mean())
-    sigma = max(scores, key=lambda s: (scores[s], s == trained))
-    log(
-        f"inference blur tuned on {val.split}: sigma {sigma:g} (trained with {trained:g}); "
-        + ", ".join(f"{s:g}: {a:.2%}" for s, a in scores.items())
-    )
-    return {
-        "sigma": sigma,
-        "trained_sigma": trained,
-        "accuracy_by_sigma": {f"{s:g}": a for s, a in scores.items()},
-    }

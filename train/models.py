@@ -1,4 +1,7 @@
-"""Model architectures, one building function each, in a small registry (as timm does).
+"""The models, one building function each, registered by name with their training recipe (as timm does).
+
+`fer-train fit --model NAME` builds the registered model and trains it with its recipe, so a shipped
+model is reproduced by its name alone; any option given on the command line overrides the recipe.
 
 Every model takes raw pixel values 0-255 shaped (48, 48, 1) and returns softmax probabilities over
 `spec.CLASSES`. Normalization, and for the ImageNet networks the grayscale-to-RGB and size adaptation,
@@ -8,42 +11,121 @@ are layers inside the model, so training, export, the edge runtime and an app ca
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fer_train.spec import CHANNELS, CLASSES, IMAGE_SIZE
 
 INPUT_NAME = "pixels"
-# The cnn's three 2x poolings need at least 8 pixels across after --downsample: 48 / 6 = 8.
-MAX_DOWNSAMPLE = IMAGE_SIZE // 8
+DEFAULT_MODEL = "fer_res"
 
 
 @dataclass(frozen=True)
-class Arch:
+class RegisteredModel:
     build: Callable
     summary: str
+    recipe: dict = field(default_factory=dict)  # training settings that differ from FitConfig's defaults
 
 
-def build_cnn(
-    width: float = 1.0,
-    first_kernel: int = 5,
-    dense_units: int = 128,
-    dropout_scale: float = 1.0,
-    standardize: bool = True,
-    inference_blur: float = 0.0,
-    downsample: int = 1,
-    num_classes: int = len(CLASSES),
-    name: str = "fer_cnn",
-):
+MODELS: dict[str, RegisteredModel] = {}
+
+
+def register_model(summary: str, **recipe) -> Callable:
+    """Register a builder under its function name, with the training settings it was shipped with."""
+
+    def register(build: Callable) -> Callable:
+        MODELS[build.__name__] = RegisteredModel(build, summary, recipe)
+        return build
+
+    return register
+
+
+# --- Our models: residual networks sized for a Pi-class CPU in int8 ---------------------------------
+
+
+def _conv_bn_relu(x, filters: int, strides: int = 1):
+    from keras import layers
+
+    # BatchNorm folds into the convolution at export and ReLU into its output range: one int8 op each.
+    x = layers.Conv2D(filters, 3, strides, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def _residual_block(x, filters: int, strides: int = 1):
+    from keras import layers
+
+    shortcut = x
+    y = _conv_bn_relu(x, filters, strides)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(y)
+    y = layers.BatchNormalization()(y)
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides, use_bias=False)(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+    return layers.ReLU()(layers.Add()([y, shortcut]))
+
+
+def _residual_net(stem: int, widths: tuple, blocks: tuple, dropout: float, name: str):
+    """A ResNet for 48x48 faces: one convolution at full resolution with few filters (the face's fine
+    detail at little cost), a stride-2 convolution to 24x24, then one stage per width, each halving the
+    resolution, global average pooling and a softmax."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, CHANNELS), name=INPUT_NAME)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
+    x = _conv_bn_relu(x, stem)
+    x = _conv_bn_relu(x, widths[0], strides=2)
+    for stage, (filters, count) in enumerate(zip(widths, blocks)):
+        for i in range(count):
+            x = _residual_block(x, filters, strides=2 if stage and not i else 1)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# The recipe both residual networks train with: SGD with Nesterov momentum on a cosine schedule with
+# warm-up, label smoothing, and random erasing on top of the usual flips, shifts and rotations.
+# Weight decay is decoupled in Keras (w -= lr * wd * w), so 5e-3 here is about what 5e-4 is in a
+# PyTorch SGD with momentum 0.9.
+RESIDUAL_RECIPE = dict(
+    optimizer="sgd",
+    learning_rate=0.05,
+    weight_decay=5e-3,
+    schedule="cosine",
+    label_smoothing=0.1,
+    erasing=0.5,
+)
+
+
+@register_model(
+    "the default: a ResNet at 24x24 after a full-resolution stem, 1.3 M parameters, 49 M MACs",
+    epochs=50,
+    **RESIDUAL_RECIPE,
+)
+def fer_res():
+    return _residual_net(16, (32, 64, 128, 256), (1, 2, 1, 1), dropout=0.3, name="fer_res")
+
+
+@register_model(
+    "nano: the default's design at half the width, 0.3 M parameters, 10 M MACs",
+    epochs=30,
+    **{**RESIDUAL_RECIPE, "weight_decay": 1e-3, "erasing": 0.25},
+)
+def fer_nano():
+    return _residual_net(8, (16, 32, 64, 128), (1, 1, 1, 1), dropout=0.1, name="fer_nano")
+
+
+# --- The seed network and the ImageNet references, for `fer-train compare` ---------------------------
+
+
+@register_model("the seed network: Conv2D/BatchNorm/ELU blocks, 2.4 M parameters, 0.5 G MACs", patience=12)
+def cnn(width: float = 1.0, first_kernel: int = 5, dropout_scale: float = 1.0):
     """The custom Conv2D network: three blocks of two Conv2D-BatchNorm-ELU, MaxPool and Dropout, then Dense.
 
     At width 1.0 with 5x5 kernels in the first block it is the seed network (2.4 M parameters, 71% on
-    FER2013 as reported). `width` scales every filter count, so a smaller variant trains on a CPU;
-    `first_kernel=3` removes most of the first block's cost at 48x48. `dropout_scale` multiplies every
-    dropout rate: a narrower network needs less regularization to learn in few epochs. `standardize`
-    adds per-face standardization after the 0-1 rescaling. `inference_blur` (a Gaussian sigma in
-    pixels) blurs faces at inference only, for training data blurrier than what the model will see.
-    `downsample` average-pools the face by that factor before the convolutions: for blurred faces
-    it loses nothing, and 24x24 trains and runs ~4x faster than 48x48 at the same width.
+    FER2013 as reported). `width` scales every filter count (tests and quick trials use small widths),
+    `first_kernel=3` removes most of the first block's cost, `dropout_scale` multiplies every dropout rate.
     """
     import keras
     from keras import layers
@@ -52,84 +134,29 @@ def build_cnn(
         return max(8, int(round(n * width / 8)) * 8)
 
     def conv(x, n: int, k: int):
-        # BatchNorm sits between the convolution and ELU so that the TFLite converter folds it into the
-        # convolution: one op instead of three on the device, and int8 quantization sees no separate
-        # per-channel scale after a non-linearity (with ELU first, the seed's order, int8 lost accuracy).
+        # BatchNorm before ELU, unlike the seed: the converter folds it into the convolution.
         x = layers.Conv2D(filters(n), k, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
         x = layers.BatchNormalization()(x)
         return layers.ELU()(x)
 
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, CHANNELS), name=INPUT_NAME)
     x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
-    if inference_blur:
-        from fer_train.layers import InferenceBlur
-
-        x = InferenceBlur(inference_blur, name="inference_blur")(x)
-    if not 1 <= downsample <= MAX_DOWNSAMPLE:
-        raise ValueError(f"downsample must be 1 to {MAX_DOWNSAMPLE} (the face must stay 8 pixels or more)")
-    if downsample > 1:
-        x = layers.AveragePooling2D(downsample, name="downsample")(x)
-    if standardize:
-        # Per-face standardization (zero mean, unit variance over the face) makes the network blind to
-        # a face's brightness and contrast. FER2013's training faces here have markedly lower contrast
-        # than its test faces (median per-face std 38 against 54), and cameras vary more still.
-        x = layers.LayerNormalization(
-            axis=[1, 2, 3], center=False, scale=False, epsilon=1e-3, name="standardize"
-        )(x)
     for n, k, drop in ((64, first_kernel, 0.4), (128, 3, 0.4), (256, 3, 0.5)):
         x = conv(x, n, k)
         x = conv(x, n, k)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Dropout(drop * dropout_scale)(x)
     x = layers.Flatten()(x)
-    units = filters(dense_units) if width < 1 else dense_units
+    units = filters(128) if width < 1 else 128
     x = layers.Dense(units, use_bias=False, kernel_initializer="he_normal")(x)
     x = layers.BatchNormalization()(x)
     x = layers.ELU()(x)
     x = layers.Dropout(0.6 * dropout_scale)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name=name)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="fer_cnn")
 
 
-def with_flip_tta(model, name: str | None = None):
-    """The same model averaging its answers on the face and on its mirror image (flip test-time
-    augmentation), as one graph: exported, every runtime and app get TTA without code of their own.
-    The weights are shared, so the file barely grows; the work per face doubles."""
-    import keras
-    from keras import layers, ops
-
-    inputs = keras.Input(model.input_shape[1:], name=INPUT_NAME)
-    mirrored = ops.flip(inputs, axis=2)
-    averaged = layers.Average(name="flip_tta")([model(inputs), model(mirrored)])
-    return keras.Model(inputs, averaged, name=name or model.name)
-
-
-def inference_blur_of(model) -> float:
-    """The sigma of `model`'s inference blur, 0.0 when it has none."""
-    from fer_train.layers import InferenceBlur
-
-    return next((layer.sigma for layer in model.layers if isinstance(layer, InferenceBlur)), 0.0)
-
-
-def with_inference_blur(model, sigma: float):
-    """The same model and weights with its inference blur set to `sigma` (the blur has no weights)."""
-    import keras
-
-    from fer_train.layers import InferenceBlur
-
-    def clone(layer):
-        if isinstance(layer, InferenceBlur):
-            return InferenceBlur(sigma, name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    blurred = keras.models.clone_model(model, clone_function=clone)
-    blurred.set_weights(model.get_weights())
-    return blurred
-
-
-def _imagenet_backbone(
-    application, min_size: int, to_rgb_layer, weights: str | None, num_classes: int, name: str
-):
+def _imagenet_backbone(application, min_size: int, to_rgb_layer, weights: str | None, name: str):
     """Wrap a keras.applications network: gray 0-255 in, the network's own input convention inside."""
     import keras
     from keras import layers
@@ -145,51 +172,59 @@ def _imagenet_backbone(
         backbone.load_weights(weights)
     x = backbone(x)
     x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_vgg16(weights: str | None = None, num_classes: int = len(CLASSES), name: str = "fer_vgg16"):
+@register_model("keras.applications VGG16, gray to RGB inside the model", patience=12)
+def vgg16(weights: str | None = None):
     """VGG16 from keras.applications; `weights` is a local no-top weights file (caffe-style input)."""
     import keras
     from keras import layers
 
     # VGG16's ImageNet weights expect BGR-ordered pixels minus the ImageNet mean; gray makes order moot.
     caffe = layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0], name="normalize")
-    return _imagenet_backbone(keras.applications.VGG16, 32, caffe, weights, num_classes, name)
+    return _imagenet_backbone(keras.applications.VGG16, 32, caffe, weights, "fer_vgg16")
 
 
-def build_inceptionv3(
-    weights: str | None = None, num_classes: int = len(CLASSES), name: str = "fer_inceptionv3"
-):
+@register_model("keras.applications InceptionV3, resized to 75x75 inside the model", patience=12)
+def inceptionv3(weights: str | None = None):
     """InceptionV3 from keras.applications at its minimum input size, 75x75; input scaled to [-1, 1]."""
     import keras
     from keras import layers
 
     scale = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")
-    return _imagenet_backbone(keras.applications.InceptionV3, 75, scale, weights, num_classes, name)
+    return _imagenet_backbone(keras.applications.InceptionV3, 75, scale, weights, "fer_inceptionv3")
 
 
-ARCHS: dict[str, Arch] = {
-    "cnn": Arch(build_cnn, "custom Conv2D/ELU/BatchNorm network with a width multiplier"),
-    "vgg16": Arch(build_vgg16, "keras.applications VGG16, gray to RGB inside the model"),
-    "inceptionv3": Arch(
-        build_inceptionv3, "keras.applications InceptionV3, resized to 75x75 inside the model"
-    ),
-}
+def build_model(name: str, **options):
+    """Build a registered model; `options` are that builder's keyword arguments."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: use one of {', '.join(MODELS)}")
+    import inspect
+
+    accepted = inspect.signature(MODELS[name].build).parameters
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise ValueError(f"model {name!r} takes no option {', '.join(unknown)}")
+    return MODELS[name].build(**options)
 
 
-def build_model(arch: str, **options):
-    """Build a registered architecture; `options` are that builder's keyword arguments."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHS)}")
-    return ARCHS[arch].build(**options)
+def with_flip_tta(model, name: str | None = None):
+    """The same model averaging its answers on the face and on its mirror image (flip test-time
+    augmentation), as one graph: exported, every runtime and app get TTA without code of their own.
+    The weights are shared, so the file barely grows; the work per face doubles."""
+    import keras
+    from keras import layers, ops
+
+    inputs = keras.Input(model.input_shape[1:], name=INPUT_NAME)
+    mirrored = ops.flip(inputs, axis=2)
+    averaged = layers.Average(name="flip_tta")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, averaged, name=name or model.name)
 
 
 def load_model(path, compile: bool = True):
-    """Load a .keras model saved by this package, with its custom layers registered first."""
+    """Load a .keras model saved by this package."""
     import keras
-
-    import fer_train.layers  # noqa: F401 - registers InferenceBlur for deserialization
 
     return keras.models.load_model(path, compile=compile)

@@ -19,7 +19,7 @@ INPUT_SPEC: dict = {
     "channels": CHANNELS,
     "color": "grayscale",
     "range": [0, 255],
-    "normalization": "inside the model (rescaling to 0-1, then per-face standardization): feed raw pixels",
+    "normalization": "inside the model: feed raw pixels",
 }
 
 OUTPUT_SPEC: dict = {
