@@ -11,9 +11,8 @@ import time
 
 import numpy as np
 
-# The variants worth comparing on a CPU: the seed network, the shipped one (the seed's width at 16x16),
-# and the two references.
-DEFAULT_VARIANTS = "cnn,cnn:width=1.0:downsample=3:first_kernel=3,vgg16,inceptionv3"
+# The models worth comparing on a CPU: the two shipped ones, the seed network and the two references.
+DEFAULT_VARIANTS = "fer_res,fer_nano,cnn,vgg16,inceptionv3"
 
 
 def parse_variants(text: str) -> list[tuple[str, dict]]:

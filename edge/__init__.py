@@ -11,6 +11,12 @@ FaceDetector, the same BlazeFace model decoded here, or OpenCV's Haar cascade, a
 
 from __future__ import annotations
 
+import os
+
+# OpenCV reads its decoder's pixel limit when it loads; set it here, before any module imports cv2
+# (fer_edge.images explains the limit).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", os.environ.get("FER_MAX_PIXELS") or "50000000")
+
 __all__ = ["Classifier", "EmotionRecognizer", "Face", "ModelError", "EdgeError"]
 
 

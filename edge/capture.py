@@ -8,6 +8,7 @@ A live source that stops delivering is reopened with exponential backoff, then g
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.errors import SourceError
-from fer_edge.images import is_image, list_images, read_image
+from fer_edge.images import UnreadableImage, is_image, list_images, read_image
 
 PICAMERA_NAMES = ("picamera", "picamera2")
 # How long the loop waits for a frame at a time. A Ctrl-C the kernel hands to another thread is only
@@ -76,9 +77,11 @@ class ImageSource(FrameSource):
     def frames(self) -> Iterator[Frame]:
         index = 0
         for path in self.paths:
-            image = read_image(path)
-            if image is None:
+            try:
+                image = read_image(path)
+            except UnreadableImage as err:
                 # A corrupt image in a folder is skipped (and counted), not the end of the run.
+                print(f"warning: {err}; skipped", file=sys.stderr)
                 self.skipped += 1
                 continue
             yield Frame(index, image, time.time())

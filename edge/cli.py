@@ -32,7 +32,9 @@ SOURCE_HELP = (
     "Camera index, picamera (a Pi camera module, through Picamera2), video file, rtsp:// or http:// URL, "
     "image, or folder of images."
 )
-MODEL_HELP = "FER .tflite to run (default: the model shipped with the toolkit, fer_models.DEFAULT_MODEL)."
+MODEL_HELP = (
+    "FER .tflite to run, or a shipped model's name: default (the default), nano (fastest), fp16, nano-fp16."
+)
 DETECTOR_HELP = (
     "Face detector: mediapipe (MediaPipe Tasks), blazeface (the same model through LiteRT, decoded here), "
     "haar (OpenCV's cascade, OpenCV 4 only), or auto (mediapipe where it runs, else blazeface, else haar)."
@@ -94,6 +96,12 @@ def predict(
     margin: float = typer.Option(
         0.1, "--margin", min=0.0, max=1.0, help="Crop margin around a face box, per side."
     ),
+    max_pixels: int | None = typer.Option(
+        None,
+        "--max-pixels",
+        min=1,
+        help="Refuse images larger than this (default 50,000,000; $FER_MAX_PIXELS).",
+    ),
 ) -> None:
     """Emotions of the faces in images: detection + classification, or classification of crops.
 
@@ -104,9 +112,11 @@ def predict(
     """
 
     def action() -> int:
-        from fer_edge.images import list_images
+        from fer_edge.images import list_images, set_max_pixels
         from fer_edge.predict import run_predict
 
+        if max_pixels:
+            set_max_pixels(max_pixels)
         paths = list_images(inputs)  # before loading anything: a typo in a path is the commonest mistake
         fer = make_recognizer(
             model, None if crops else detector, detector_model, threads, margin, max_faces, min_face, labels
@@ -172,6 +182,12 @@ def run(
         help="Reopen a dropped camera or stream this many times (backoff 0.5 s doubling).",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing --save and --json-file outputs."),
+    max_pixels: int | None = typer.Option(
+        None,
+        "--max-pixels",
+        min=1,
+        help="Refuse images larger than this (default 50,000,000; $FER_MAX_PIXELS).",
+    ),
 ) -> None:
     """Live emotion recognition on a camera, video, stream, image or folder of images.
 
@@ -182,8 +198,11 @@ def run(
     """
 
     def action() -> int:
+        from fer_edge.images import set_max_pixels
         from fer_edge.live import LiveOptions, run_live
 
+        if max_pixels:
+            set_max_pixels(max_pixels)
         options = LiveOptions(
             source=source,
             detect_every=detect_every,
@@ -217,10 +236,10 @@ def info(
         import json
 
         from fer_edge.classifier import Classifier
-        from fer_edge.recognizer import default_model
+        from fer_edge.recognizer import resolve_model
         from fer_edge.runtime import runtime_name
 
-        described = Classifier(model or default_model()).describe()
+        described = Classifier(resolve_model(model)).describe()
         described["runtime"] = runtime_name()
         if as_json:
             typer.echo(json.dumps(described))

@@ -1,7 +1,14 @@
-"""Finding and reading image files (the inputs of `predict` and of `run --source DIR`)."""
+"""Finding and reading image files (the inputs of `predict` and of `run --source DIR`).
+
+An image file is untrusted input: a 1 MB PNG can hold 30000x30000 pixels, 2.7 GB once decoded. Its
+size is read from the header and refused over a pixel limit before anything is decoded (PNG, JPEG, BMP,
+GIF here; OpenCV's own OPENCV_IO_MAX_IMAGE_PIXELS, set to the same limit, covers the other formats).
+"""
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,6 +17,22 @@ import numpy as np
 from fer_edge.errors import SourceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+ENV_MAX_PIXELS = "FER_MAX_PIXELS"
+# 50 megapixels: any phone photo, and 150 MB decoded, which a Raspberry Pi can hold.
+DEFAULT_MAX_PIXELS = 50_000_000
+max_pixels = int(os.environ.get(ENV_MAX_PIXELS) or DEFAULT_MAX_PIXELS)
+# Read by OpenCV when it loads, so it must be set before the first `import cv2`.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max_pixels))
+
+
+class UnreadableImage(SourceError):
+    """An image file that cannot be decoded, or is over the pixel limit; the message says which."""
+
+
+def set_max_pixels(limit: int) -> None:
+    """The pixel limit for every image read after this (`--max-pixels`)."""
+    global max_pixels
+    max_pixels = int(limit)
 
 
 def is_image(path: Path) -> bool:
@@ -32,11 +55,60 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def read_image(path: Path, gray: bool = False) -> np.ndarray | None:
-    """The image as BGR (or gray) uint8, or None when OpenCV cannot decode it."""
+def read_image(path: Path, gray: bool = False) -> np.ndarray:
+    """The image as BGR (or gray) uint8; UnreadableImage when it cannot be decoded or is too large."""
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
-    if data.size == 0:
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+    except OSError as err:
+        raise UnreadableImage(f"{path}: cannot read it ({err.strerror or err})") from None
+    size = header_size(data[:65536].tobytes())
+    if size and size[0] * size[1] > max_pixels:
+        raise UnreadableImage(
+            f"{path}: {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "
+            f"(--max-pixels or ${ENV_MAX_PIXELS})"
+        )
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise UnreadableImage(f"{path}: not an image OpenCV can read")
+    if image.shape[0] * image.shape[1] > max_pixels:  # a format whose header is not read above
+        raise UnreadableImage(
+            f"{path}: {image.shape[1]}x{image.shape[0]} pixels, over the limit of {max_pixels:,}"
+        )
+    return image
+
+
+def header_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, BMP or GIF header; None for another format or a short header."""
+    try:
+        if head[:8] == b"\x89PNG\r\n\x1a\n":
+            return struct.unpack(">II", head[16:24])
+        if head[:2] == b"BM":
+            width, height = struct.unpack("<ii", head[18:26])
+            return abs(width), abs(height)
+        if head[:4] == b"GIF8":
+            return struct.unpack("<HH", head[6:10])
+        if head[:2] == b"\xff\xd8":
+            return _jpeg_size(head)
+    except struct.error:
         return None
-    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = struct.unpack(">H", head[i + 2 : i + 4])[0]
+        # Start-of-frame markers hold the size; C4, C8 and CC are other tables.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", head[i + 5 : i + 9])
+            return width, height
+        i += 2 + length
+    return None

@@ -45,14 +45,44 @@ def parse_labels(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def packed_files(path: str | Path) -> dict[str, bytes]:
-    """The associated files packed into a .tflite; empty for a plain one."""
+# A model file is untrusted input: its card and labels are a few kB, so anything packed larger than this
+# is refused before it is read (a zip entry can claim any size, and decompress to far more than it takes).
+MAX_PACKED_BYTES = 1 << 20
+
+
+def packed_files(source: str | Path | bytes, names=(MODEL_JSON, LABELS_TXT)) -> dict[str, bytes]:
+    """The associated files packed into a .tflite (those in `names`; all when None), each at most
+    MAX_PACKED_BYTES; empty for a plain .tflite. A damaged, encrypted, oversized or oddly compressed
+    entry is a ModelError with one line."""
+    import io
+
+    where = "the model" if isinstance(source, bytes) else str(source)
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n in (MODEL_JSON, LABELS_TXT)]
-            return {name: archive.read(name) for name in names}
-    except (zipfile.BadZipFile, OSError, KeyError):
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+            entries = [i for i in archive.infolist() if names is None or i.filename in names]
+            return {i.filename: _read_entry(archive, i, where) for i in entries}
+    except (zipfile.BadZipFile, OSError, KeyError, EOFError):
         return {}
+
+
+def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) -> bytes:
+    if entry.file_size > MAX_PACKED_BYTES:
+        raise ModelError(
+            f"{where}: packed file {entry.filename} claims {entry.file_size:,} bytes "
+            f"(at most {MAX_PACKED_BYTES:,} read); not a model this toolkit wrote"
+        )
+    try:
+        with archive.open(entry) as f:
+            data = f.read(MAX_PACKED_BYTES + 1)  # the header may lie about the size
+    except NotImplementedError:
+        raise ModelError(f"{where}: packed file {entry.filename} uses an unsupported compression") from None
+    except RuntimeError as err:  # zipfile says "is encrypted, password required"
+        raise ModelError(f"{where}: packed file {entry.filename} cannot be read ({err})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise ModelError(f"{where}: packed file {entry.filename} is damaged ({err})") from None
+    if len(data) > MAX_PACKED_BYTES:
+        raise ModelError(f"{where}: packed file {entry.filename} is larger than {MAX_PACKED_BYTES:,} bytes")
+    return data
 
 
 def read_model_info(path: str | Path) -> ModelInfo:

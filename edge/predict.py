@@ -9,22 +9,23 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.images import read_image
+from fer_edge.images import UnreadableImage, read_image
 from fer_edge.recognizer import EmotionRecognizer
 
 CHUNK = 64
 
 
-def predict_crops(fer: EmotionRecognizer, paths: list[Path], failed: list[Path]) -> Iterator[dict]:
+def predict_crops(fer: EmotionRecognizer, paths: list[Path], failed: list[str]) -> Iterator[dict]:
     """One record per crop: each image is a whole face, resized to the model's input."""
     clf = fer.classifier
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
         faces, kept = [], []
         for path in chunk:
-            image = read_image(path, gray=clf.channels == 1)
-            if image is None:
-                failed.append(path)
+            try:
+                image = read_image(path, gray=clf.channels == 1)
+            except UnreadableImage as err:
+                failed.append(str(err))
                 continue
             if clf.channels == 3:
                 import cv2
@@ -45,12 +46,13 @@ def predict_crops(fer: EmotionRecognizer, paths: list[Path], failed: list[Path])
             }
 
 
-def predict_frames(fer: EmotionRecognizer, paths: list[Path], failed: list[Path]) -> Iterator[dict]:
+def predict_frames(fer: EmotionRecognizer, paths: list[Path], failed: list[str]) -> Iterator[dict]:
     """One record per image: every face found in it, with box, label and scores."""
     for path in paths:
-        image = read_image(path)
-        if image is None:
-            failed.append(path)
+        try:
+            image = read_image(path)
+        except UnreadableImage as err:
+            failed.append(str(err))
             continue
         faces = fer(image)
         yield {
@@ -83,7 +85,7 @@ def run_predict(
 ) -> tuple[int, int]:
     """Print one line per image; returns (images done, images that could not be read)."""
     out = out or sys.stdout
-    failed: list[Path] = []
+    failed: list[str] = []
     records = predict_crops(fer, paths, failed) if crops else predict_frames(fer, paths, failed)
     done = 0
     with _progress(len(paths)) as advance:
@@ -91,8 +93,8 @@ def run_predict(
             print(json.dumps(record) if as_json else format_record(record), file=out, flush=as_json)
             done += 1
             advance()
-    for path in failed:
-        print(f"warning: {path}: not an image OpenCV can read; skipped", file=sys.stderr)
+    for reason in failed:
+        print(f"warning: {reason}; skipped", file=sys.stderr)
     return done, len(failed)
 
 

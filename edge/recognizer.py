@@ -37,15 +37,27 @@ class Face:
         return out
 
 
-def default_model() -> Path:
-    """The model shipped with the toolkit, or a ModelError saying that none is shipped."""
+def resolve_model(model: str | Path | None) -> Path:
+    """A model path from what a user typed: a file, a shipped model's name (`nano`), or None for the
+    default. A name that is also a file in the current folder means the file."""
     try:
-        from fer_models import DEFAULT_MODEL
-    except ImportError as err:
-        raise ModelError("no default model: the fer_models package is missing; pass --model PATH") from err
-    if not Path(DEFAULT_MODEL).is_file():
-        raise ModelError(f"no default model shipped yet ({DEFAULT_MODEL} is missing); pass --model PATH")
-    return Path(DEFAULT_MODEL)
+        import fer_models
+    except ImportError:
+        fer_models = None
+    if model is not None and (Path(model).exists() or fer_models is None):
+        return Path(model)
+    name = "default" if model is None else str(model)
+    if fer_models is None:
+        raise ModelError("no default model: the fer_models package is missing; pass --model PATH")
+    if name not in fer_models.SHIPPED:
+        # Neither a file nor a shipped name: the Classifier's "no such file" names it.
+        return Path(name)
+    path = fer_models.shipped(name)
+    if path is None and name == "default":
+        raise ModelError(f"no default model shipped yet ({fer_models.DEFAULT_MODEL}); pass --model PATH")
+    if path is None:
+        raise ModelError(f"shipped model {name!r} is missing ({fer_models.MODELS_DIR}); pass --model PATH")
+    return path
 
 
 def as_boxes(boxes) -> list[Box]:
@@ -79,7 +91,7 @@ class EmotionRecognizer:
         labels: str | Path | None = None,
     ):
         self.classifier = (
-            model if isinstance(model, Classifier) else Classifier(model or default_model(), threads, labels)
+            model if isinstance(model, Classifier) else Classifier(resolve_model(model), threads, labels)
         )
         self.detector = None
         self.detector_reason = ""

@@ -19,14 +19,18 @@ def describe(path: str | Path) -> dict:
         check_tflite(model)
     except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from None
-    metadata = read_metadata(model)
+    try:
+        metadata = read_metadata(model)
+        card, files = read_card(model), read_files(model)
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {str(e).removeprefix('the model: ')}") from None
     return {
         "file": str(path),
         "size_bytes": len(model),
         "tensors": _tensors(model, path),
-        "card": read_card(model),
+        "card": card,
         "tflite_metadata": None if metadata is None else asdict(metadata),
-        "associated_files": {name: len(data) for name, data in read_files(model).items()},
+        "associated_files": {name: len(data) for name, data in files.items()},
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
 from pathlib import Path
 
@@ -104,18 +105,21 @@ def read_metadata(model: bytes) -> ms.ModelMetadata | None:
             if _name(entry.Name()) == METADATA_NAME:
                 data = root.Buffers(entry.Buffer()).DataAsNumpy()
                 return ms.parse(bytes(data))
-    except (IndexError, ValueError, TypeError, AttributeError) as e:
+    except (IndexError, ValueError, TypeError, AttributeError, struct.error) as e:
         raise ModelFileError(f"damaged TFLite model ({e})") from None
     return None
 
 
 def read_files(model: bytes) -> dict[str, bytes]:
-    """The associated files zip-appended to the model ({} when there are none)."""
+    """The associated files zip-appended to the model ({} when there are none), each bounded in size
+    (the runtime's reader: a model file is untrusted input)."""
+    from fer_edge.errors import ModelError
+    from fer_edge.model_info import packed_files
+
     try:
-        with zipfile.ZipFile(io.BytesIO(model)) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    except zipfile.BadZipFile:
-        return {}
+        return packed_files(model, names=None)
+    except ModelError as e:
+        raise ModelFileError(str(e)) from None
 
 
 def read_card(path_or_bytes: str | Path | bytes) -> dict | None:

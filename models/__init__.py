@@ -1,10 +1,25 @@
-"""The default model shipped with the toolkit (int8 and float16 .tflite, labels, model card).
+"""The models shipped with the toolkit (.tflite with labels and cards inside), by name.
 
-`fer-edge run` and `fer-edge predict` use these when no --model is given.
+`fer-edge run` and `fer-edge predict` use DEFAULT_MODEL when no --model is given; `--model nano` (or any
+other name below) picks a shipped model by name, so an offline Pi needs no path.
 """
 
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent
-DEFAULT_MODEL = MODELS_DIR / "fer_cnn_int8.tflite"
-FLOAT16_MODEL = MODELS_DIR / "fer_cnn_fp16.tflite"
+
+# name -> file; "default" is what runs when no model is named.
+SHIPPED: dict[str, str] = {
+    "default": "fer_res_int8.tflite",
+    "fp16": "fer_res_fp16.tflite",
+    "nano": "fer_nano_int8.tflite",
+    "nano-fp16": "fer_nano_fp16.tflite",
+}
+DEFAULT_MODEL = MODELS_DIR / SHIPPED["default"]
+FLOAT16_MODEL = MODELS_DIR / SHIPPED["fp16"]
+
+
+def shipped(name: str) -> Path | None:
+    """The shipped model called `name` (see SHIPPED), or None when there is no such name or file."""
+    path = MODELS_DIR / SHIPPED[name] if name in SHIPPED else None
+    return path if path is not None and path.is_file() else None

@@ -161,7 +161,7 @@ def test_a_failed_variant_is_reported_and_not_written(tmp_path, tiny_folders):
         tmp_path,
         "--tolerance",
         "0",
-            ]
+    ]
     result = CliRunner().invoke(app, list(map(str, args)))
     assert result.exit_code == 1
     assert "failed and were not written: fer_cnn_int8.tflite" in result.output
@@ -254,9 +254,7 @@ def test_flip_tta_is_baked_into_the_exported_graph(tmp_path, tiny_folders):
     from fer_train.models import load_model
 
     args = ["quantize", "--model", tiny_model_path(), "--mode", "fp32,int8", "--rep-data", tiny_folders]
-    result = fer_export(
-        *args, "--rep-samples", "30", "--out", tmp_path, "--flip-tta"
-    )
+    result = fer_export(*args, "--rep-samples", "30", "--out", tmp_path, "--flip-tta")
     assert result.returncode == 0, result.stderr
     faces, _ = synthetic_faces(4)
     mirrored = faces[:, :, ::-1]

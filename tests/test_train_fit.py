@@ -110,7 +110,9 @@ def test_a_cosine_run_warms_up_then_decays_to_zero(tiny_folders, tmp_path):
     cfg = tiny_cfg(tiny_folders, epochs=4, **cosine)
     whole = tmp_path / "whole"
     fit(cfg, whole, log=lambda m: None)
-    rates = [h["learning_rate"] for h in json.loads((whole / "checkpoint" / "state.json").read_text())["history"]]
+    rates = [
+        h["learning_rate"] for h in json.loads((whole / "checkpoint" / "state.json").read_text())["history"]
+    ]
     assert rates[0] == pytest.approx(0.1, rel=1e-3)  # warm-up reaches the peak after one epoch
     assert rates[0] > rates[1] > rates[2] > rates[3] and rates[3] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(TrainError, match="finished run"):  # a cosine run's length is part of its schedule

@@ -57,6 +57,8 @@ def test_a_residual_model_saves_loads_and_exports_all_integer(tmp_path):
     path = export_variant(model, "int8", tmp_path / "m.tflite", rep_images=faces)
     from fer_export.convert import float_ops_of
 
-    assert float_ops_of(path.read_bytes()) == {}  # every op int8: nothing left for an accelerator to hand back
+    assert (
+        float_ops_of(path.read_bytes()) == {}
+    )  # every op int8: nothing left for an accelerator to hand back
     probs = Classifier(path).predict(faces)
     assert np.abs(probs - model.predict(x, verbose=0)).mean() < 0.05

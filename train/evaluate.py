@@ -89,13 +89,6 @@ def to_markdown(report: dict, title: str = "Evaluation") -> str:
         lines.append(
             f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
         )
-    blur = report.get("inference_blur")
-    if blur:  # set by fer-train fit when the run finished
-        scores = ", ".join(f"{s}: {a:.2%}" for s, a in blur["accuracy_by_sigma"].items())
-        lines += [
-            "",
-            f"Inference blur: sigma {blur['sigma']:g} (trained with {blur['trained_sigma']:g}); {scores}.",
-        ]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,3 @@
+from fer_export.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""Model files and images are untrusted input: bounded reads, one error line, no traceback."""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edge_helpers import tiny_models
+from typer.testing import CliRunner
+
+from fer_edge.cli import app as edge_app
+
+
+def _plain_tflite() -> bytes:
+    """The tiny int8 model without its appended archive."""
+    data = tiny_models()["int8"].read_bytes()
+    return data[: data.index(b"PK\x03\x04")]
+
+
+def _with_archive(tmp_path: Path, name: str, entries: dict[str, bytes], patch=None) -> Path:
+    model = _plain_tflite()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for entry, data in entries.items():
+            archive.writestr(entry, data)
+    archive_bytes = bytearray(buffer.getvalue())
+    if patch:
+        patch(archive_bytes)
+    path = tmp_path / name
+    path.write_bytes(model + bytes(archive_bytes))
+    return path
+
+
+def _set_header_field(archive: bytearray, local_offset: int, central_offset: int, value: int) -> None:
+    """Overwrite a 2-byte field in every local and central directory header."""
+    for signature, offset in ((b"PK\x03\x04", local_offset), (b"PK\x01\x02", central_offset)):
+        start = 0
+        while (start := archive.find(signature, start)) >= 0:
+            archive[start + offset : start + offset + 2] = struct.pack("<H", value)
+            start += 4
+
+
+def _one_error_line(result, *needles: str) -> None:
+    output = result.stderr if hasattr(result, "stderr") else result.output
+    assert result.exit_code == 2 if hasattr(result, "exit_code") else result.returncode == 2
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(n in errors[0] for n in needles), output
+
+
+def _edge(*args):
+    return CliRunner().invoke(edge_app, [str(a) for a in args])
+
+
+def _export(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "fer_export", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_huge_packed_labels_file_is_refused_without_reading_it(tmp_path):
+    # 64 MiB of labels deflate to about 64 kB: the file stays small, the entry does not.
+    path = _with_archive(tmp_path, "bomb.tflite", {"labels.txt": b"happy\n" * ((64 << 20) // 6)})
+    assert path.stat().st_size < 1 << 20
+    _one_error_line(_edge("info", path), "labels.txt", "claims")
+    _one_error_line(_export("inspect", path), "labels.txt", "claims")
+
+
+@pytest.mark.parametrize(
+    "what, local, central, value, message",
+    [
+        ("encrypted", 6, 8, 0x1, "encrypted"),
+        ("unknown compression", 8, 10, 99, "unsupported compression"),
+    ],
+)
+def test_odd_zip_entries_are_one_error_line(tmp_path, what, local, central, value, message):
+    path = _with_archive(
+        tmp_path,
+        "odd.tflite",
+        {"labels.txt": b"angry\ndisgust\nfear\nhappy\nsad\nsurprise\nneutral\n"},
+        lambda a: _set_header_field(a, local, central, value),
+    )
+    _one_error_line(_edge("info", path), message)
+    _one_error_line(_export("inspect", path), message)
+
+
+def test_a_truncated_model_is_one_error_line(tmp_path):
+    data = tiny_models()["int8"].read_bytes()
+    path = tmp_path / "cut.tflite"
+    path.write_bytes(data[: len(data) // 3])
+    _one_error_line(_export("inspect", path))
+    _one_error_line(_edge("info", path))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height: what a decompression bomb looks like to a reader."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    models = tiny_models()
+    big = tmp_path / "big.png"
+    big.write_bytes(_png_header_only(30000, 30000))
+    result = _edge("predict", big, "--crops", "-m", models["int8"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "30000x30000 pixels, over the limit of 50,000,000" in result.stderr
+    # The limit is an option: a real 64x64 image passes at 4096 pixels and is refused at 4095.
+    import cv2
+
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.full((64, 64), 128, np.uint8))
+    assert _edge("predict", face, "--crops", "-m", models["int8"], "--max-pixels", "4096").exit_code == 0
+    refused = _edge("predict", face, "--crops", "-m", models["int8"], "--max-pixels", "4095")
+    assert refused.exit_code == 2 and "64x64 pixels, over the limit of 4,095" in refused.stderr
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp", ".png"])
+def test_image_sizes_are_read_from_the_header(tmp_path, suffix):
+    import cv2
+
+    from fer_edge.images import header_size
+
+    path = tmp_path / f"x{suffix}"
+    cv2.imwrite(str(path), np.zeros((37, 53, 3), np.uint8))
+    assert header_size(path.read_bytes()[:65536]) == (53, 37)
