@@ -199,7 +199,7 @@ def run(
 
     def action() -> int:
         from fer_edge.images import set_max_pixels
-        from fer_edge.live import LiveOptions, run_live
+        from fer_edge.live import LiveOptions, check_outputs, run_live
 
         if max_pixels:
             set_max_pixels(max_pixels)
@@ -216,6 +216,7 @@ def run(
             reconnect=reconnect,
             force=force,
         )
+        check_outputs(options)  # before the model loads: a typo in an output path is found at once
         fer = make_recognizer(model, detector, detector_model, threads, margin, max_faces, min_face, labels)
         try:
             return run_live(fer, options)

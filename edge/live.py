@@ -6,10 +6,13 @@ faces of a frame go to the classifier in one batch, and each face's scores are s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -111,17 +114,32 @@ class LivePipeline:
         return faces
 
 
+def check_outputs(options: LiveOptions) -> None:
+    """Refuse --save and --json-file paths that cannot be written, before any work is done: an existing
+    file without --force, a folder, a wrong video suffix, a folder the user cannot write in."""
+    if options.save is not None and Path(options.save).suffix.lower() not in (".mp4", ".avi", ".mkv"):
+        raise EdgeError(f"--save {options.save}: use a .mp4, .avi or .mkv file name")
+    for flag, path in (("--save", options.save), ("--json-file", options.json_file)):
+        if path is None:
+            continue
+        path = Path(path)
+        if path.is_dir():
+            raise EdgeError(f"{flag} {path}: is a folder; give a file name")
+        if path.exists() and not options.force:
+            raise FileExistsError(f"{path}: output exists already; use --force to overwrite it")
+        try:
+            _temp_beside(path).unlink()
+        except OSError as err:
+            raise EdgeError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+
+
 class Outputs:
     """Where results go: a window, a saved video, JSON lines, the MJPEG preview. Files appear atomically."""
 
     def __init__(self, options: LiveOptions, fps: float):
         self.options = options
         self.fps = fps if 1 <= fps <= 240 else 15.0
-        for path in (options.save, options.json_file):
-            if path is not None and Path(path).exists() and not options.force:
-                raise FileExistsError(f"{path}: output exists already; use --force to overwrite it")
-        if options.save is not None and Path(options.save).suffix.lower() not in (".mp4", ".avi", ".mkv"):
-            raise EdgeError(f"--save {options.save}: use a .mp4, .avi or .mkv file name")
+        check_outputs(options)
         self._writer = None
         self._video_tmp: Path | None = None
         self._size: tuple[int, int] | None = None
@@ -263,6 +281,26 @@ def process(
             return
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """systemd, docker and kill stop a service with SIGTERM: end the run as Ctrl-C does, outputs
+    completed. A second SIGTERM while they are being completed is ignored rather than cutting them off.
+    (SIGKILL cannot be caught: it leaves only the hidden temporary files.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
     """`fer-edge run`: returns the exit status; prints the summary however the run ends."""
     source = open_source(options.source, options.reconnect, options.backoff)
@@ -272,17 +310,18 @@ def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
     stats = Stats()
     outputs = None
     failure: EdgeError | None = None
-    try:
-        outputs = Outputs(options, source.fps)
-        process(fer, source.frames(), options, outputs, stats)
-    except KeyboardInterrupt:
-        print("", file=sys.stderr)  # Ctrl-C ends the run; outputs are still completed below
-    except SourceError as err:
-        failure = err
-    finally:
-        source.close()
-        if outputs is not None:
-            outputs.close()
+    with _sigterm_as_ctrl_c():
+        try:
+            outputs = Outputs(options, source.fps)
+            process(fer, source.frames(), options, outputs, stats)
+        except KeyboardInterrupt:
+            print("", file=sys.stderr)  # Ctrl-C ends the run; outputs are still completed below
+        except SourceError as err:
+            failure = err
+        finally:
+            source.close()
+            if outputs is not None:
+                outputs.close()
     print(format_summary(stats.summary(source.skipped)), file=sys.stderr)
     if failure is not None:
         raise failure

@@ -124,6 +124,20 @@ def test_bad_output_options_are_refused(env, models, tmp_path):
     base = ["run", "-s", video, "-m", models["int8"], "-d", "blazeface"]
     assert "expected HOST:PORT" in invoke(*base, "--serve", "localhost").stderr
     assert ".mp4, .avi" in invoke(*base, "--save", tmp_path / "out.gif").stderr
+    # Refused before the model loads (a missing model would be the error otherwise), as one line.
+    early = ["run", "-s", video, "-m", tmp_path / "missing.tflite", "-d", "blazeface"]
+    (tmp_path / "folder.jsonl").mkdir()
+    for args, message in [
+        (["--json-file", tmp_path / "folder.jsonl"], "is a folder"),
+        (["--save", "/proc/out.mp4"], "cannot write there"),
+        (
+            ["--json-file", tmp_path / "no" / "such" / "dir" / "x.jsonl", "--save", "/proc/x.avi"],
+            "cannot write",
+        ),
+    ]:
+        result = invoke(*early, *args)
+        assert result.exit_code == 2 and "Traceback" not in result.stderr
+        assert message in result.stderr.strip().splitlines()[-1], result.stderr
 
 
 class _Publisher:
@@ -297,8 +311,10 @@ def test_ctrl_c_on_another_thread_ends_the_wait_for_a_stalled_stream():
         source.close()
 
 
-def test_ctrl_c_ends_cleanly_with_a_summary(env, models, tmp_path):
-    """A run on an endless live stream, interrupted: outputs are completed and a summary printed."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_ends_cleanly_with_a_summary(env, models, tmp_path, stop):
+    """A run on an endless live stream, interrupted by Ctrl-C or stopped by SIGTERM (systemd, docker):
+    outputs are completed and a summary printed."""
     publisher = _Publisher()
     lines = tmp_path / "out.jsonl"
     source = f"http://127.0.0.1:{publisher.port}/stream.mjpg"
@@ -320,7 +336,7 @@ def test_ctrl_c_ends_cleanly_with_a_summary(env, models, tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline and not any(p.stat().st_size > 0 for p in tmp_path.glob(".out.*.jsonl")):
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, err = proc.communicate(timeout=60)
     finally:
         publisher.close()

@@ -101,3 +101,48 @@ def test_cache_is_used_and_invalidated_when_the_source_changes(tiny_folders, tin
         tiny_folders / "train" / "angry" / "new.png",
     )
     assert len(data.load(tiny_folders, "train")) == len(first) + 1
+
+
+def test_a_csv_with_a_byte_order_mark_loads(tmp_path, tiny_splits):
+    path = write_csv(tmp_path / "excel.csv", {"Training": tiny_splits["train"]})
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(data.load(path, "train")) == len(tiny_splits["train"][1])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'emotion,pixels,Usage\n3,"1 2 3,Training\n' + b"x" * 200_000, "malformed CSV"),
+        (b"emotion,pixels,Usage\n3,\xff\xfe 1 2,Training\n", "not a text CSV in UTF-8"),
+    ],
+    ids=["unbalanced quote", "not utf-8"],
+)
+def test_broken_csv_files_name_the_file(tmp_path, content, message):
+    path = tmp_path / "broken.csv"
+    path.write_bytes(content)
+    with pytest.raises(data.DataError, match=message) as error:
+        data.load(path, "train")
+    assert str(path) in str(error.value)
+
+
+def test_an_image_or_a_device_as_data_is_refused_by_name(tmp_path):
+    import cv2
+
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.zeros((48, 48), np.uint8))
+    with pytest.raises(data.DataError, match="face.png: an image; --data takes"):
+        data.load(image, "train")
+    with pytest.raises(data.DataError, match="/dev/null: not a file or folder"):
+        data.load("/dev/null", "train")
+
+
+def test_a_broken_symlink_is_skipped_and_an_empty_class_folder_warned(tiny_folders, capsys):
+    (tiny_folders / "train" / "happy" / "gone.png").symlink_to(tiny_folders / "nowhere.png")
+    with pytest.raises(data.DataError, match="gone.png: unreadable image"):
+        data.load(tiny_folders, "train", cache=False)
+    ds = data.load(tiny_folders, "train", skip_bad=True, cache=False)
+    assert len(ds.skipped) == 1 and "gone.png" in ds.skipped[0]
+    for face in (tiny_folders / "train" / "disgust").iterdir():
+        face.unlink()
+    data.load(tiny_folders, "train", skip_bad=True, cache=False)
+    assert "disgust: no images in this class folder" in capsys.readouterr().err

@@ -166,6 +166,7 @@ def evaluate(
 
         if out:
             refuse_overwrite(out, force, "report")
+            refuse_overwrite(out.with_suffix(".png"), force, "confusion-matrix plot")
         keras_model = _load_keras(model)
         ds = fer_data.load(data, split, skip_bad=skip_bad)
         if ds.skipped:

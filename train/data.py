@@ -56,6 +56,10 @@ def load(
     src = Path(path).expanduser()
     if not src.exists():
         raise DataError(f"{src}: no such file or folder")
+    if not src.is_file() and not src.is_dir():
+        raise DataError(f"{src}: not a file or folder (--data takes the FER2013 CSV or image folders)")
+    if src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES:
+        raise DataError(f"{src}: an image; --data takes the FER2013 CSV or a folder of <split>/<class>/")
     usage = canonical_split(split) if split.lower() in SPLIT_ALIASES else split
     if src.is_file():
         files = [src]
@@ -91,32 +95,43 @@ def _check_not_empty(images: np.ndarray, labels: np.ndarray, src: Path, usage: s
 def _read_csv(path: Path, usage: str, skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
     images, labels, skipped = [], [], []
     try:
-        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the with below
+        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark before "emotion".
+        handle = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed by the with below
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    with handle:
-        rows = csv.reader(handle)
-        header = [h.strip().lower() for h in next(rows, [])]
-        if "emotion" not in header or "pixels" not in header:
-            raise DataError(f"{path}: not a FER2013 CSV (the header needs emotion and pixels columns)")
-        col_e, col_p = header.index("emotion"), header.index("pixels")
-        col_u = header.index("usage") if "usage" in header else None
-        for line_no, row in enumerate(rows, start=2):
-            if col_u is not None and len(row) > col_u and row[col_u].strip() != usage:
-                continue
-            if col_u is None and usage != "Training":
-                continue  # a CSV without a Usage column is all training data
-            try:
-                face, label = _parse_row(row, col_e, col_p)
-            except ValueError as e:
-                where = f"{path}:{line_no}"
-                if not skip_bad:
-                    raise DataError(f"{where}: {e} (use --skip-bad to leave such rows out)") from None
-                skipped.append(f"{where}: {e}")
-                continue
-            images.append(face)
-            labels.append(label)
+    rows = csv.reader(handle)
+    try:
+        with handle:
+            _read_rows(rows, path, usage, skip_bad, images, labels, skipped)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV in UTF-8 (is it an image or another binary file?)") from None
+    except csv.Error as e:
+        raise DataError(f"{path}:{rows.line_num}: malformed CSV ({e})") from None
     return _stack(images, labels, skipped)
+
+
+def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, labels: list, skipped: list):
+    """Parse the rows of `usage` into `images` and `labels` (malformed rows into `skipped`)."""
+    header = [h.strip().lower() for h in next(rows, [])]
+    if "emotion" not in header or "pixels" not in header:
+        raise DataError(f"{path}: not a FER2013 CSV (the header needs emotion and pixels columns)")
+    col_e, col_p = header.index("emotion"), header.index("pixels")
+    col_u = header.index("usage") if "usage" in header else None
+    for line_no, row in enumerate(rows, start=2):
+        if col_u is not None and len(row) > col_u and row[col_u].strip() != usage:
+            continue
+        if col_u is None and usage != "Training":
+            continue  # a CSV without a Usage column is all training data
+        try:
+            face, label = _parse_row(row, col_e, col_p)
+        except ValueError as e:
+            where = f"{path}:{line_no}"
+            if not skip_bad:
+                raise DataError(f"{where}: {e} (use --skip-bad to leave such rows out)") from None
+            skipped.append(f"{where}: {e}")
+            continue
+        images.append(face)
+        labels.append(label)
 
 
 def _parse_row(row: list[str], col_e: int, col_p: int) -> tuple[np.ndarray, int]:
@@ -170,7 +185,10 @@ def _list_images(split_dir: Path, skip_bad: bool) -> list[tuple[Path, int]]:
                 f"{class_dir}: unknown class folder (expected one of {', '.join(CLASSES)}; "
                 "use --skip-bad to ignore it)"
             )
-        files += [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        found = [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not found:
+            print(f"warning: {class_dir}: no images in this class folder", file=sys.stderr)
+        files += found
     return files
 
 
@@ -222,8 +240,11 @@ def cache_dir() -> Path:
 def _cache_key(src: Path, usage: str, skip_bad: bool, files: list[Path]) -> str:
     h = hashlib.sha256(f"{CACHE_VERSION}|{src.resolve()}|{usage}|{skip_bad}".encode())
     for path in files:
-        st = path.stat()
-        h.update(f"|{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+        try:
+            st = path.stat()
+            h.update(f"|{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+        except OSError:  # a broken symlink: unreadable, reported (or skipped) when the images are read
+            h.update(f"|{path}|missing".encode())
     return h.hexdigest()[:24]
 
 
