@@ -1,7 +1,8 @@
 """Where the face detector's model file comes from, and `fer-edge models fetch` that downloads it.
 
-Lookup order: an explicit path (--detector-model), the FER_DETECTOR_MODEL environment variable, then
-the cache folder ($XDG_CACHE_HOME or ~/.cache, then fer-toolkit/models). Downloads are checked
+Lookup order: an explicit path (--detector-model), the FER_DETECTOR_MODEL environment variable, the
+cache folder ($XDG_CACHE_HOME or ~/.cache, then fer-toolkit/models), then the copy bundled in the
+package (edge/detector/, Apache-2.0), so detection works offline out of the box. Downloads are checked
 against a pinned SHA-256, so a changed or truncated file is never used.
 """
 
@@ -61,7 +62,15 @@ def find_detector_model(explicit: str | Path | None = None) -> Path | None:
             raise DetectorError(f"{path}: no such face detector model (from ${ENV_MODEL})")
         return path
     cached = cache_dir() / BLAZE_FACE.filename
-    return cached if cached.is_file() else None
+    if cached.is_file():
+        return cached
+    return bundled_detector_model()
+
+
+def bundled_detector_model() -> Path | None:
+    """The BlazeFace model shipped inside the package; None if a trimmed install left it out."""
+    path = Path(__file__).resolve().parent / "detector" / BLAZE_FACE.filename
+    return path if path.is_file() else None
 
 
 def sha256_of(path: Path) -> str:

@@ -16,7 +16,7 @@ from edge_helpers import iou, paste_faces, shared_faces, textured_canvas
 from fer_edge.blazeface import BlazeFaceDetector, ssd_anchors, weighted_nms
 from fer_edge.detectors import haar_unavailable, make_detector, mediapipe_unavailable
 from fer_edge.errors import DetectorError, EdgeError
-from fer_edge.model_files import BLAZE_FACE, cache_dir, fetch, find_detector_model
+from fer_edge.model_files import BLAZE_FACE, bundled_detector_model, cache_dir, fetch, find_detector_model
 
 # Three faces of different sizes, far enough apart: (x, y, side) on a 640x480 canvas.
 PLACES = [(20, 40, 220), (300, 20, 180), (400, 250, 200)]
@@ -135,24 +135,38 @@ def test_auto_says_what_it_chose_and_why(blaze_model):
     assert make_detector("blazeface", blaze_model).detector.name == "blazeface"
 
 
-def test_no_model_anywhere_is_a_clear_error(tmp_path, monkeypatch):
+def test_offline_with_an_empty_cache_the_bundled_blazeface_is_used(tmp_path, monkeypatch, blaze_model):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("FER_DETECTOR_MODEL", raising=False)
+    bundled = bundled_detector_model()
+    assert bundled is not None and bundled.read_bytes() == blaze_model.read_bytes()
+    assert (bundled.parent / "LICENSE").read_text().lstrip().startswith("Apache License")
+    choice = make_detector("auto")
+    try:
+        assert choice.detector.name in ("mediapipe", "blazeface")  # never the Haar fallback
+    finally:
+        choice.detector.close()
+    with pytest.raises(DetectorError, match="unknown detector"):
+        make_detector("yolo")
+
+
+def test_no_model_anywhere_is_a_clear_error(tmp_path, monkeypatch):
+    """A trimmed install without the bundled file: the error says how to get one."""
+    from fer_edge import model_files
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FER_DETECTOR_MODEL", raising=False)
+    monkeypatch.setattr(model_files, "bundled_detector_model", lambda: None)
     with pytest.raises(DetectorError, match="models fetch"):
         make_detector("blazeface")
     if haar_unavailable() is None:
         assert make_detector("auto").detector.name == "haar"
-    else:
-        with pytest.raises(DetectorError, match="models fetch"):
-            make_detector("auto")
-    with pytest.raises(DetectorError, match="unknown detector"):
-        make_detector("yolo")
 
 
 def test_model_lookup_order(tmp_path, monkeypatch, blaze_model):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("FER_DETECTOR_MODEL", raising=False)
-    assert find_detector_model() is None
+    assert find_detector_model() == bundled_detector_model()  # the last resort, always there
     cached = cache_dir() / BLAZE_FACE.filename
     cached.parent.mkdir(parents=True)
     cached.write_bytes(blaze_model.read_bytes())
@@ -228,8 +242,8 @@ def test_models_fetch_and_path_commands(http_folder, blaze_model, tmp_path, monk
     monkeypatch.delenv("FER_DETECTOR_MODEL", raising=False)
     (folder / "b.tflite").write_bytes(blaze_model.read_bytes())
     runner = CliRunner()
-    missing = runner.invoke(app, ["models", "path"])
-    assert missing.exit_code == 2 and missing.stderr.startswith("error:")
+    bundled = runner.invoke(app, ["models", "path"])
+    assert bundled.exit_code == 0 and bundled.stdout.strip() == str(bundled_detector_model())
     fetched = runner.invoke(app, ["models", "fetch", "--url", f"{base}/b.tflite"])
     assert fetched.exit_code == 0 and fetched.stdout.startswith("downloaded:")
     again = runner.invoke(app, ["models", "fetch", "--url", f"{base}/b.tflite"])
