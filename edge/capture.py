@@ -24,6 +24,8 @@ PICAMERA_NAMES = ("picamera", "picamera2")
 # How long the loop waits for a frame at a time. A Ctrl-C the kernel hands to another thread is only
 # acted on when the main thread runs Python again, so a stalled stream must not keep it asleep long.
 WAIT_SLICE_S = 0.25
+# How long opening a stream may take before "no answer" (--open-timeout).
+DEFAULT_OPEN_TIMEOUT_S = 10.0
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
 
 
@@ -42,12 +44,19 @@ def is_live(source: str) -> bool:
     return source.isdigit() or source.lower().startswith(STREAM_PREFIXES)
 
 
-def open_source(source: str, reconnect: int = 5, backoff: float = 0.5) -> FrameSource:
+def open_source(
+    source: str, reconnect: int = 5, backoff: float = 0.5, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S
+) -> FrameSource:
     """The frame source `source` names; a SourceError when it does not exist or cannot be read."""
     if source.lower() in PICAMERA_NAMES:
         return PiCameraSource()
     if is_live(source):
-        return LiveSource(source, reconnect, backoff)
+        capture = open_stream(source, open_timeout)
+        if not source.isdigit() and _frame_count(capture) > 0:
+            # A video file served over the network has a length: read every frame to its end, as from
+            # a local file; only a live stream (no length) reconnects when it breaks.
+            return VideoSource(source, capture)
+        return LiveSource(source, reconnect, backoff, capture=capture, open_timeout=open_timeout)
     path = Path(source)
     if path.is_dir():
         return ImageSource(list_images([path]))
@@ -90,20 +99,58 @@ class ImageSource(FrameSource):
             raise SourceError(f"none of the {len(self.paths)} images could be read")
 
 
-def _open_capture(source: str):
+def _open_capture(source: str, open_timeout: float | None = None):
     import cv2
 
-    capture = cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+    if source.isdigit():
+        capture = cv2.VideoCapture(int(source))
+    elif open_timeout and is_live(source):
+        ms = int(open_timeout * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+    else:
+        capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         capture.release()
         return None
     return capture
 
 
+def open_stream(source: str, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S):
+    """Open a camera or stream; a SourceError saying why when it does not open. The open runs in a
+    helper thread so that Ctrl-C works while a server that accepted the connection never answers."""
+    opened: dict = {}
+    thread = threading.Thread(
+        target=lambda: opened.setdefault("capture", _open_capture(source, open_timeout)), daemon=True
+    )
+    start = time.monotonic()
+    thread.start()
+    while thread.is_alive():
+        thread.join(WAIT_SLICE_S)
+    capture = opened.get("capture")
+    if capture is None:
+        if source.isdigit():
+            why = "no such camera, or it is in use"
+        elif time.monotonic() - start >= 0.9 * open_timeout:
+            why = f"no answer within {open_timeout:g} s; --open-timeout sets how long to wait"
+        else:
+            why = "cannot connect"
+        raise SourceError(f"{describe(source)}: cannot open ({why})")
+    return capture
+
+
+def _frame_count(capture) -> int:
+    import cv2
+
+    return int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+
 class VideoSource(FrameSource):
-    def __init__(self, path: Path):
+    """A video read frame by frame to its end: a file, or a file served over the network."""
+
+    def __init__(self, path: Path | str, capture=None):
         self.path = path
-        self._capture = _open_capture(str(path))
+        self._capture = capture if capture is not None else _open_capture(str(path))
         first = self._capture.read() if self._capture is not None else (False, None)
         if not first[0]:
             self.close()
@@ -134,16 +181,22 @@ class LiveSource(FrameSource):
 
     live = True
 
-    def __init__(self, source: str, reconnect: int = 5, backoff: float = 0.5, read_timeout: float = 10.0):
+    def __init__(
+        self,
+        source: str,
+        reconnect: int = 5,
+        backoff: float = 0.5,
+        read_timeout: float = 10.0,
+        capture=None,
+        open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
+    ):
         self.source = source
         self.reconnect = reconnect
         self.backoff = backoff
         self.read_timeout = read_timeout
+        self.open_timeout = open_timeout
         self.reconnects = 0
-        self._capture = _open_capture(source)
-        if self._capture is None:
-            what = "no such camera, or it is in use" if source.isdigit() else "cannot connect"
-            raise SourceError(f"{describe(source)}: cannot open ({what})")
+        self._capture = capture if capture is not None else open_stream(source, open_timeout)
         import cv2
 
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -184,7 +237,7 @@ class LiveSource(FrameSource):
         if self._stop.wait(delay):
             return
         self.reconnects += 1
-        self._capture = _open_capture(self.source)
+        self._capture = _open_capture(self.source, self.open_timeout)
 
     def _fail(self, message: str) -> None:
         with self._cond:

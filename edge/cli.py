@@ -181,6 +181,9 @@ def run(
         min=0,
         help="Reopen a dropped camera or stream this many times (backoff 0.5 s doubling).",
     ),
+    open_timeout: float = typer.Option(
+        10.0, "--open-timeout", min=0.1, help="Seconds to wait for a stream to answer when opening it."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing --save and --json-file outputs."),
     max_pixels: int | None = typer.Option(
         None,
@@ -214,6 +217,7 @@ def run(
             show=show,
             max_frames=max_frames,
             reconnect=reconnect,
+            open_timeout=open_timeout,
             force=force,
         )
         check_outputs(options)  # before the model loads: a typo in an output path is found at once

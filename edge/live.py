@@ -42,6 +42,7 @@ class LiveOptions:
     max_frames: int | None = None
     reconnect: int = 5
     backoff: float = 0.5
+    open_timeout: float = 10.0
     force: bool = False
 
 
@@ -303,7 +304,7 @@ def _sigterm_as_ctrl_c():
 
 def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
     """`fer-edge run`: returns the exit status; prints the summary however the run ends."""
-    source = open_source(options.source, options.reconnect, options.backoff)
+    source = open_source(options.source, options.reconnect, options.backoff, options.open_timeout)
     if isinstance(source, ImageSource):
         # Separate photos are not a sequence: nothing to track or smooth across them.
         options = replace(options, detect_every=1, smoothing=0.0)

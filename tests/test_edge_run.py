@@ -371,3 +371,44 @@ def test_open_source_names(tmp_path):
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):
         open_source(str(empty))
+
+
+def test_a_stream_that_accepts_but_never_answers_fails_within_the_open_timeout(env, models):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts connections; nobody ever answers them
+    port = silent.getsockname()[1]
+    try:
+        start = time.monotonic()
+        result = invoke(
+            "run", "-s", f"http://127.0.0.1:{port}/live", "-m", models["int8"], "--open-timeout", "1"
+        )
+        elapsed = time.monotonic() - start
+    finally:
+        silent.close()
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "no answer within 1 s" in result.stderr.strip().splitlines()[-1], result.stderr
+    assert elapsed < 8
+
+
+def test_a_finite_video_served_over_http_ends_the_run_cleanly(env, models, tmp_path):
+    import functools
+    import http.server
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for i in range(12):
+        writer.write(np.full((240, 320, 3), 20 * i, np.uint8))
+    writer.release()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+        result = invoke("run", "-s", url, "-m", models["int8"], "-d", "blazeface", "--json", "--no-show")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 12  # every frame once: read to its end, not replayed
+    assert "summary: 12 frames" in result.stderr
