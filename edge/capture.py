@@ -274,7 +274,9 @@ class LiveSource(FrameSource):
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        # Not longer: a reader stuck in a stalled network read would hold Ctrl-C up. If it is still
+        # inside OpenCV, its capture is left to the process's exit rather than released under it.
+        self._thread.join(timeout=WAIT_SLICE_S)
         # Releasing a capture another thread is reading from can crash OpenCV: only once the reader is done.
         if not self._thread.is_alive() and self._capture is not None:
             self._capture.release()

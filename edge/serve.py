@@ -2,10 +2,13 @@
 
 `/` is a page with the stream, `/stream.mjpg` the stream itself, `/frame.jpg` the newest frame.
 Each client gets the newest frame when it is ready for one, so a slow client never slows the pipeline.
+At most MAX_CLIENTS connections are served at once (more get a 503 at once, without a thread), and a
+connection that sends no request, or stops reading the stream, is closed after IDLE_TIMEOUT_S.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -13,6 +16,11 @@ from importlib import resources
 from fer_edge.errors import EdgeError
 
 BOUNDARY = "ferframe"
+MAX_CLIENTS = 16
+IDLE_TIMEOUT_S = 10.0
+BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\ntoo busy\r\n"
+)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -51,6 +59,8 @@ def _handler(hub: FrameHub):
     page = resources.files("fer_edge").joinpath("preview.html").read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = IDLE_TIMEOUT_S  # on every read and write of the connection
+
         def log_message(self, *args) -> None:  # no per-request lines in the user's terminal
             pass
 
@@ -88,10 +98,34 @@ def _handler(hub: FrameHub):
                         continue
                     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                     self.wfile.write(head.encode() + jpeg + b"\r\n")
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the viewer closed the page
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                pass  # the viewer closed the page, or stopped reading it
 
     return Handler
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, up to MAX_CLIENTS; past that a 503 from the accepting thread."""
+
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs):
+        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class PreviewServer:
@@ -99,10 +133,9 @@ class PreviewServer:
         host, port = parse_address(address)
         self.hub = FrameHub()
         try:
-            self._server = ThreadingHTTPServer((host, port), _handler(self.hub))
+            self._server = _BoundedServer((host, port), _handler(self.hub))
         except OSError as err:
             raise EdgeError(f"--serve {address}: cannot listen there ({err.strerror or err})") from err
-        self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fer-serve", daemon=True)
         self._thread.start()

@@ -219,6 +219,34 @@ def test_preview_server_serves_page_frames_and_stream(env, models):
     outputs.close()
 
 
+def test_preview_server_caps_connections_and_closes_idle_ones(monkeypatch):
+    from fer_edge import serve
+
+    monkeypatch.setattr(serve, "MAX_CLIENTS", 4)
+    monkeypatch.setattr(serve, "IDLE_TIMEOUT_S", 0.5)
+    server = serve.PreviewServer("127.0.0.1:0")
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        assert threading.active_count() <= before + 4  # one thread per connection, no more
+        extra = socket.create_connection(("127.0.0.1", port))
+        extra.settimeout(2)
+        assert extra.recv(100).startswith(b"HTTP/1.0 503")  # over the cap: answered at once, no thread
+        extra.close()
+        deadline = time.monotonic() + 5
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= before  # the idle connections were closed
+        page = urllib.request.urlopen(server.url, timeout=5).read()
+        assert b"/stream.mjpg" in page  # and the server serves again
+    finally:
+        for conn in idle:
+            conn.close()
+        server.close()
+
+
 def _synthetic_frames(shared, count, size=(320, 240)):
     """A generator of small frames with one or two faces moving about."""
     faces = [f for _, f in shared_faces(shared, per_class=1)[:2]]
@@ -305,6 +333,9 @@ def test_ctrl_c_on_another_thread_ends_the_wait_for_a_stalled_stream():
             for _ in frames:
                 pass
         assert time.monotonic() - start < 5
+        start = time.monotonic()
+        source.close()  # while the reader is still stuck in the stalled read
+        assert time.monotonic() - start < 1.0
     finally:
         signal.signal(signal.SIGINT, previous)
         stream.close()
