@@ -119,6 +119,28 @@ def test_a_cosine_run_warms_up_then_decays_to_zero(tiny_folders, tmp_path):
         fit(tiny_cfg(tiny_folders, epochs=6, **cosine), whole, log=lambda m: None)
 
 
+def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tiny_folders, tmp_path):
+    """Shuffling, augmentation and dropout continue from where the run stopped, not from its start."""
+    from fer_train.models import load_model
+
+    cfg = dict(batch_size=8, erasing=0.5, model_options={"width": 0.25})
+    fit(tiny_cfg(tiny_folders, epochs=3, **cfg), tmp_path / "whole", log=lambda m: None)
+    fit(tiny_cfg(tiny_folders, epochs=1, **cfg), tmp_path / "split", log=lambda m: None)
+    fit(tiny_cfg(tiny_folders, epochs=3, **cfg), tmp_path / "split", log=lambda m: None)  # resumes at 2
+
+    def history(run):
+        return json.loads((tmp_path / run / "checkpoint" / "state.json").read_text())["history"]
+
+    whole, split = history("whole"), history("split")
+    assert [h["epoch"] for h in split] == [1, 2, 3]
+    for a, b in zip(whole, split):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["accuracy"] == b["accuracy"]
+    weights = [
+        load_model(tmp_path / r / "checkpoint" / "last.keras").get_weights() for r in ("whole", "split")
+    ]
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(*weights))
+
+
 def test_a_killed_run_resumes_where_it_stopped(tiny_folders, tmp_path):
     out = tmp_path / "run"
     cmd = [

@@ -224,21 +224,70 @@ def _counts(labels: np.ndarray) -> str:
     return "(" + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)) + ")"
 
 
-def _pipeline(images: np.ndarray, labels: np.ndarray, cfg: FitConfig, training: bool):
+def _validation_data(images: np.ndarray, labels: np.ndarray, cfg: FitConfig):
     import tensorflow as tf
-
-    from fer_train.augment import build_augmenter
 
     x = images.astype(np.float32)[..., None]
     y = keras.utils.to_categorical(labels, len(CLASSES)).astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if training:
-        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.batch_size)
-    if training and cfg.augment:
-        augmenter = build_augmenter(AugmentConfig(erasing=cfg.erasing), seed=cfg.seed)
-        ds = ds.map(lambda a, b: (augmenter(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class TrainingData:
+    """The training batches of one epoch, every random choice in them a function of (seed, epoch).
+
+    The order is a stateless shuffle keyed by the epoch, and `RandomStreams` restarts the augmentation
+    layers' (and the model's dropout) random streams from (seed, epoch) when an epoch begins: so a run
+    resumed at epoch k trains exactly as an uninterrupted one. Augmentation runs in order, not in
+    parallel, because parallel calls would draw from the shared streams in a racy order.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, cfg: FitConfig):
+        import tensorflow as tf
+
+        from fer_train.augment import build_augmenter
+
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.augmenter = (
+            build_augmenter(AugmentConfig(erasing=cfg.erasing), cfg.seed) if cfg.augment else None
+        )
+        x = tf.constant(images[..., None])  # uint8: a quarter of the memory of float32
+        y = tf.constant(keras.utils.to_categorical(labels, len(CLASSES)).astype(np.float32))
+        seed, n = cfg.seed, len(labels)
+
+        def epoch_order(_):
+            keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), self.epoch]))
+            return tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
+
+        def batch(index):
+            return tf.cast(tf.gather(x, index), tf.float32), tf.gather(y, index)
+
+        ds = tf.data.Dataset.from_tensors(0).flat_map(epoch_order).batch(cfg.batch_size).map(batch)
+        if self.augmenter is not None:
+            ds = ds.map(lambda a, b: (self.augmenter(a, training=True), b))
+        self.dataset = ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _seed_generators(*models) -> list:
+    """Every random stream of the models' layers (augmentation, dropout), nested models included."""
+    found = []
+    for model in models:
+        for layer in model._flatten_layers(include_self=False):
+            found += getattr(layer, "_seed_generators", [])
+    return found
+
+
+class RandomStreams(keras.callbacks.Callback):
+    def __init__(self, seed: int, data: TrainingData):
+        super().__init__()
+        self.seed, self.data = seed, data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.epoch.assign(epoch)
+        models = [self.model] + ([self.data.augmenter] if self.data.augmenter is not None else [])
+        for i, generator in enumerate(_seed_generators(*models)):
+            # Far apart per epoch: an epoch draws well under 2**20 times from one stream.
+            state = np.array([self.seed * 7919 + i, epoch << 20], dtype=generator.state.dtype)
+            generator.state.assign(state)
 
 
 # --- Model, resume state ---------------------------------------------------------------------------
@@ -294,18 +343,19 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, log) -> No
             ),
         ]
     resume = ResumeCheckpoint(out, state, *callbacks, patience=cfg.patience)
+    data = TrainingData(train.images, train.labels, cfg)
     weights = class_weights(train.labels) if cfg.class_weight else None
     if weights:
         log("class weights: " + ", ".join(f"{CLASSES[c]} {w:.2f}" for c, w in weights.items()))
     if state["epoch"]:
         log(f"resuming at epoch {state['epoch'] + 1} of {cfg.epochs}")
     model.fit(
-        _pipeline(train.images, train.labels, cfg, training=True),
-        validation_data=_pipeline(val.images, val.labels, cfg, training=False),
+        data.dataset,
+        validation_data=_validation_data(val.images, val.labels, cfg),
         epochs=cfg.epochs,
         initial_epoch=state["epoch"],
         class_weight=weights,
-        callbacks=[*callbacks, resume, RichProgress(cfg.epochs, log)],
+        callbacks=[RandomStreams(cfg.seed, data), *callbacks, resume, RichProgress(cfg.epochs, log)],
         verbose=0,
     )
 
