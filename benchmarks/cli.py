@@ -28,13 +28,14 @@ os.environ.setdefault(
 )  # a .keras reference imports TensorFlow; its chatter is noise
 
 app = typer.Typer(
+    # Plain Click help: option help wraps under the option at any width instead of being cut off.
+    rich_markup_mode=None,
     help="Benchmark FER .tflite models: latency, accuracy and its loss against a reference, whole-pipeline "
     "FPS, and one Markdown report with plots. Every command writes JSON into --out; `report` turns the "
     "folder into report.md.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, however long
 # Piped into a file, a table keeps all its columns instead of being cut at 80.

@@ -14,6 +14,8 @@ import typer
 from fer_edge.errors import EdgeError
 
 app = typer.Typer(
+    # Plain Click help: option help wraps under the option at any width instead of being cut off.
+    rich_markup_mode=None,
     help=(
         "Facial emotion recognition on the edge: detect faces, classify seven emotions with a FER .tflite "
         "(labels and input spec are read from the model), on images, video files, cameras and RTSP streams."
@@ -21,10 +23,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 models_app = typer.Typer(
-    help="The face detector's model file: fetch it, show where it is looked for.", no_args_is_help=True
+    # Plain Click help: option help wraps under the option at any width instead of being cut off.
+    rich_markup_mode=None,
+    help="The face detector's model file: fetch it, show where it is looked for.",
+    no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")
 

@@ -18,6 +18,8 @@ from rich.console import Console
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
 app = typer.Typer(
+    # Plain Click help: option help wraps under the option at any width instead of being cut off.
+    rich_markup_mode=None,
     help=(
         "Export a trained FER Keras model to TFLite (fp32, fp16, dynamic-range, int8) with labels, "
         "input spec and normalization embedded as TFLite metadata, check every model against Keras, "

@@ -20,6 +20,8 @@ from fer_train.models import DEFAULT_MODEL, MODELS
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
 app = typer.Typer(
+    # Plain Click help: option help wraps under the option at any width instead of being cut off.
+    rich_markup_mode=None,
     help="Train, evaluate and compare facial-emotion models on FER2013 (CSV or image folders).",
     no_args_is_help=True,
     add_completion=False,

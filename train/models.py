@@ -108,12 +108,14 @@ def fer_res():
 
 
 @register_model(
-    "nano: the default's design at half the width, 0.3 M parameters, 10 M MACs",
-    epochs=30,
-    **{**RESIDUAL_RECIPE, "weight_decay": 1e-3, "erasing": 0.25},
+    "nano: the default's design, narrow at full resolution, 0.66 M parameters, 14 M MACs",
+    epochs=40,
+    **{**RESIDUAL_RECIPE, "weight_decay": 5e-4, "erasing": 0.0},
 )
 def fer_nano():
-    return _residual_net(8, (16, 32, 64, 128), (1, 1, 1, 1), dropout=0.1, name="fer_nano")
+    # Narrow where the feature maps are large (8 and 16 filters at 48x48 and 24x24), wide where they are
+    # small (96 and 192 at 6x6 and 3x3): capacity where it costs the fewest multiply-adds.
+    return _residual_net(8, (16, 32, 96, 192), (1, 1, 1, 1), dropout=0.1, name="fer_nano")
 
 
 # --- The seed network and the ImageNet references, for `fer-train compare` ---------------------------

@@ -1,0 +1,30 @@
+"""Every command's --help reads in an 80-column terminal: nothing is cut off."""
+
+from __future__ import annotations
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from fer_bench.cli import app as bench
+from fer_edge.cli import app as edge
+from fer_export.cli import app as export
+from fer_train.cli import app as train
+
+
+def _commands(app) -> list[list[str]]:
+    group = get_command(app)
+    paths = [[]]
+    for name, command in group.commands.items():
+        paths.append([name])
+        paths += [[name, sub] for sub in getattr(command, "commands", {})]
+    return paths
+
+
+@pytest.mark.parametrize("app", [train, export, edge, bench], ids=["train", "export", "edge", "bench"])
+def test_help_fits_80_columns_without_cutting_anything(app):
+    for path in _commands(app):
+        result = CliRunner().invoke(app, [*path, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+        assert result.exit_code == 0, (path, result.output)
+        assert "…" not in result.output, (path, result.output)
+        assert max(len(line) for line in result.output.splitlines()) <= 80, path
