@@ -16,6 +16,7 @@ import os
 # OpenCV reads its decoder's pixel limit when it loads; set it here, before any module imports cv2
 # (fer_edge.images explains the limit).
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", os.environ.get("FER_MAX_PIXELS") or "50000000")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # its [ WARN ] lines are not for users
 
 __all__ = ["Classifier", "EmotionRecognizer", "Face", "ModelError", "EdgeError"]
 

@@ -22,6 +22,7 @@ import numpy as np
 from fer_edge.boxes import Box
 from fer_edge.errors import DetectorError
 from fer_edge.model_files import find_detector_model
+from fer_edge.quiet import native_quiet
 
 NAMES = ("auto", "mediapipe", "blazeface", "haar")
 FETCH_HINT = "run `fer-edge models fetch` (or pass --detector-model PATH)"
@@ -145,7 +146,8 @@ class MediaPipeDetector:
                 running_mode=vision.RunningMode.IMAGE,
                 min_detection_confidence=min_score,
             )
-            self._detector = vision.FaceDetector.create_from_options(options)
+            with native_quiet():
+                self._detector = vision.FaceDetector.create_from_options(options)
         except Exception as err:  # mediapipe raises RuntimeError, ValueError or its own status errors
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise DetectorError(f"mediapipe detector: cannot start ({first})") from err
@@ -155,7 +157,8 @@ class MediaPipeDetector:
 
         image = frame if rgb else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        result = self._detector.detect(mp_image)
+        with native_quiet():  # MediaPipe logs a memory-alignment warning from C++ on its detections
+            result = self._detector.detect(mp_image)
         h, w = frame.shape[:2]
         boxes = []
         for det in result.detections:
@@ -170,7 +173,8 @@ class MediaPipeDetector:
 
     def close(self) -> None:
         if getattr(self, "_detector", None) is not None:
-            self._detector.close()
+            with native_quiet():
+                self._detector.close()
             self._detector = None
 
     def __del__(self):

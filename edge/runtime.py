@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fer_edge.errors import ModelError
+from fer_edge.quiet import native_quiet
 
 
 def interpreter_class():
@@ -36,8 +37,9 @@ def load_interpreter(path: str | Path, threads: int = 1):
         raise ModelError(f"{path}: no such model file")
     Interpreter = interpreter_class()
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
-        interpreter.allocate_tensors()
+        with native_quiet():
+            interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{path}: not a usable TFLite model ({reason})") from err

@@ -174,3 +174,14 @@ def test_info_describes_a_model(models):
     assert described["labels"] == list(CLASSES) and described["variant"] == "int8"
     assert described["input"] == {"size": 48, "channels": 1, "dtype": "int8"}
     assert described["runtime"] in ("ai_edge_litert", "tflite_runtime")
+
+
+def test_no_native_library_chatter_reaches_the_terminal(env, models, tmp_path):
+    img = tmp_path / "frame.png"
+    cv2.imwrite(str(img), cv2.resize(shared_faces(env, per_class=1)[3][1], (200, 200)))
+    command = [sys.executable, "-m", "fer_edge", "predict", str(img), "-m", str(models["int8"])]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    noise = [ln for ln in result.stderr.splitlines() if ln.startswith(("INFO:", "I0000", "W0000", "[ WARN"))]
+    assert noise == [], result.stderr
+    assert result.stderr.startswith("detector: ")  # what the user is told stays

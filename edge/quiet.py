@@ -1,0 +1,33 @@
+"""Keep native libraries' start-up chatter out of the user's terminal.
+
+LiteRT ("INFO: Created TensorFlow Lite XNNPACK delegate"), MediaPipe (absl INFO lines) and OpenCV
+(`[ WARN:...]`) log from C++ to file descriptor 2, below Python's sys.stderr, where no Python setting
+reaches. Around the calls known to log, fd 2 points at /dev/null; errors still arrive as exceptions.
+FER_VERBOSE=1 keeps everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+# OpenCV reads this when it loads: only errors, not its [ WARN ] lines about a stream or file.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+
+@contextlib.contextmanager
+def native_quiet():
+    if os.environ.get("FER_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
