@@ -39,6 +39,9 @@ QUANTIZERS = ("converter", "litert")
 # int8 model kept more accuracy than litert-quantizer's static_wi8_ai8 at the same size.
 DEFAULT_QUANTIZER = "converter"
 REPORT_NAME = "export_report"
+# The most accuracy (fraction of the eval data) a variant may lose against the float model and still be
+# written; quantization that costs more is a failed export, not a smaller model.
+MAX_ACCURACY_DROP = {"fp32": 0.001, "fp16": 0.005, "dynamic": 0.01, "int8": 0.01}
 
 
 @dataclass
@@ -315,12 +318,28 @@ def _export_job(
     except (ValueError, RuntimeError) as e:  # the interpreter refusing the result: this variant failed
         entry.update(status="failed", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         return entry
-    write_bytes(path, exported.model)
     entry.update(status="ok", size_bytes=len(exported.model), check=exported.check.to_dict())
     entry.update(_measure(exported, opts, job, evaluation, keras_eval))
+    drop = entry.get("accuracy_drop")
+    allowed = allowed_drop(job.mode, len(evaluation.labels) if evaluation.labels is not None else 1)
+    if drop is not None and drop > allowed:
+        # Agreement on sample faces can pass while the eval data shows the loss: the user's question.
+        entry.update(
+            status="failed",
+            error=f"loses {drop * 100:.2f} points of accuracy on the eval data "
+            f"(at most {allowed * 100:.1f} allowed)",
+        )
+        return entry
+    write_bytes(path, exported.model)
     card = dict(exported.card, verification=entry["check"], evaluation=_card_metrics(entry))
     write_json(path.with_suffix(".json"), card)
     return entry
+
+
+def allowed_drop(mode: str, faces: int) -> float:
+    """The accuracy a variant may lose: MAX_ACCURACY_DROP, but at least two and a half faces' worth, so
+    that a small eval set's noise alone does not fail an export."""
+    return max(MAX_ACCURACY_DROP[mode], 2.5 / max(1, faces))
 
 
 def _convert(keras_model, job: Job, rep: Data) -> bytes:

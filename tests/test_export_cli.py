@@ -270,3 +270,22 @@ def test_flip_tta_is_baked_into_the_exported_graph(tmp_path, tiny_folders):
     assert np.abs(int8.predict(mirrored) - int8.predict(faces)).max() < 0.05
     assert read_card(tmp_path / "fer_cnn_int8.tflite")["source"]["flip_tta"] is True
     assert "flip TTA baked in" in (tmp_path / "export_report.md").read_text()
+
+
+def test_a_variant_that_loses_accuracy_on_the_eval_data_is_not_written(tmp_path, tiny_folders, monkeypatch):
+    """Agreement on the verification faces is not enough: the eval data's accuracy loss is checked too.
+    The allowed loss is set below zero here, so that even a lossless fp16 model counts as a loss."""
+    from fer_export import quantize
+
+    allowed = quantize.allowed_drop
+    monkeypatch.setattr(
+        quantize, "allowed_drop", lambda mode, n: -1.0 if mode == "fp16" else allowed(mode, n)
+    )
+    options = quantize.Options(
+        model=tiny_model_path(), out=tmp_path, modes=["fp32", "fp16"], eval_data=tiny_folders
+    )
+    report = quantize.run(options, log=lambda m: None)
+    status = {v["variant"]: v for v in report["variants"]}
+    assert status["fp32"]["status"] == "ok" and (tmp_path / "fer_cnn_fp32.tflite").exists()
+    assert status["fp16"]["status"] == "failed" and "points of accuracy" in status["fp16"]["error"]
+    assert not (tmp_path / "fer_cnn_fp16.tflite").exists()
