@@ -18,27 +18,33 @@ import sys
 import numpy as np
 
 
-def classify(model_path: str, face: np.ndarray) -> dict:
+def classify(model_path: str, faces: np.ndarray) -> dict:
+    """The first face's scores and every face's top label; `faces` is (48, 48) or (N, 48, 48) uint8."""
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
+    faces = faces[None] if faces.ndim == 2 else faces
+    results = []
     try:
         options = vision.ImageClassifierOptions(
             base_options=BaseOptions(model_asset_path=model_path), max_results=-1
         )
         with vision.ImageClassifier.create_from_options(options) as classifier:
-            rgb = np.ascontiguousarray(np.repeat(face[..., None], 3, axis=-1))
-            result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+            for face in faces:
+                rgb = np.ascontiguousarray(np.repeat(face[..., None], 3, axis=-1))
+                results.append(classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)))
     except (ValueError, RuntimeError) as e:
         return {"ok": False, "error": str(e).splitlines()[0]}
-    categories = result.classifications[0].categories
-    return {"ok": True, "scores": {c.category_name: float(c.score) for c in categories}}
+    scores = [{c.category_name: float(c.score) for c in r.classifications[0].categories} for r in results]
+    return {"ok": True, "scores": scores[0], "labels": [max(s, key=s.get) for s in scores]}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help=".tflite files")
-    parser.add_argument("--face", help="uint8 48x48 grayscale face as .npy (default: a mid-gray square)")
+    parser.add_argument(
+        "--face", help="uint8 48x48 gray face, or (N, 48, 48) faces, as .npy (default: a mid-gray square)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     face = np.load(args.face).astype(np.uint8) if args.face else np.full((48, 48), 128, np.uint8)

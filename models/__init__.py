@@ -14,6 +14,8 @@ SHIPPED: dict[str, str] = {
     "fp16": "fer_res_fp16.tflite",
     "nano": "fer_nano_int8.tflite",
     "nano-fp16": "fer_nano_fp16.tflite",
+    # For MediaPipe Tasks' ImageClassifier (Android, iOS): RGB input, uint8.
+    "app": "fer_res_int8_rgb.tflite",
 }
 DEFAULT_MODEL = MODELS_DIR / SHIPPED["default"]
 FLOAT16_MODEL = MODELS_DIR / SHIPPED["fp16"]

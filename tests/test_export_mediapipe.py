@@ -77,3 +77,29 @@ def test_grayscale_models_are_refused_for_their_colour_space(exported):
     paths, _, results = exported
     assert "RGB color space" in results[str(paths["fp32_gray"])]["error"]
     assert not results[str(paths["int8_gray"])]["ok"]
+
+
+def test_the_shipped_app_model_gives_the_runtime_labels_on_held_out_faces(shared, tmp_path):
+    """The app variant in models/ loads in ImageClassifier and labels PublicTest faces as fer-edge does."""
+    import cv2
+
+    import fer_models
+    from fer_edge.classifier import Classifier
+
+    app, default = fer_models.shipped("app"), fer_models.shipped("default")
+    if app is None or default is None:
+        pytest.skip("no shipped models")
+    faces = np.stack(
+        [
+            cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            for label in CLASSES
+            for path in sorted((shared / "fer2013" / "test" / label).glob("*.jpg"))[:10]
+        ]
+    )
+    np.save(tmp_path / "faces.npy", faces)
+    result = mediapipe_classify([app], tmp_path / "faces.npy")[str(app)]
+    assert result["ok"], result
+    runtime = Classifier(app).predict(np.repeat(faces[..., None], 3, axis=-1))
+    assert result["labels"] == [CLASSES[k] for k in runtime.argmax(1)]  # MediaPipe = our runtime
+    gray = Classifier(default).predict(faces).argmax(1)
+    assert (runtime.argmax(1) == gray).mean() >= 0.9  # and the app model answers as the default does
