@@ -433,27 +433,36 @@ def plot_latency(lat: dict, path: Path) -> Path:
 
 def plot_tradeoff(summary: list[dict], path: Path) -> Path:
     """Accuracy against p50 latency, one point per model: up and left is better."""
+    return _save(tradeoff_figure(summary), path)
+
+
+def tradeoff_figure(summary: list[dict]):
+    """The accuracy-latency plot. Each model gets its own marker and colour, named in a legend outside
+    the axes: labels written beside the points overlap as soon as two models are close."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in summary:
-        if r.get("p50_ms") is None or r.get("accuracy") is None:
-            continue
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(
+        r for r in summary if r.get("p50_ms") is not None and r.get("accuracy") is not None
+    ):
         peer = r.get("origin") not in (None, "fer-edge-toolkit")
-        ax.scatter(r["p50_ms"], 100 * r["accuracy"], marker="s" if peer else "o", s=60)
-        ax.annotate(
-            f"{r['model']} ({r.get('variant')})",
-            (r["p50_ms"], 100 * r["accuracy"]),
-            textcoords="offset points",
-            xytext=(6, 4),
-            fontsize=8,
+        ax.scatter(
+            r["p50_ms"],
+            100 * r["accuracy"],
+            marker="s" if peer else "os^vD<>ph"[i % 9],
+            s=60,
+            color="black" if peer else colours[i % len(colours)],
+            label=f"{r['model']} ({r.get('variant')}): {100 * r['accuracy']:.1f}%, {r['p50_ms']:.2f} ms",
         )
-    ax.margins(x=0.3, y=0.15)  # room for the labels right of the points
+    ax.margins(x=0.15, y=0.15)
     ax.set_xlabel("p50 latency per face, ms (fewest threads measured)")
     ax.set_ylabel("accuracy, %")
-    ax.set_title("Accuracy against latency (squares: peer)")
+    ax.set_title("Accuracy against latency (up and left is better; black square: peer)")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def plot_pipeline(pipe: dict, path: Path) -> Path:
@@ -469,5 +478,6 @@ def plot_pipeline(pipe: dict, path: Path) -> Path:
         left += values
     ax.set_xlabel("mean ms per frame")
     ax.set_title("Pipeline time per frame by stage")
-    ax.legend(fontsize=8, ncols=len(stages))
+    # Below the axes, never over the bars.
+    ax.legend(fontsize=8, ncols=len(stages), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     return _save(fig, path)

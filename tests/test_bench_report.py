@@ -152,3 +152,25 @@ def test_help_reads_like_documentation():
         assert command in proc.stdout
     proc = run_cli("latency", "--help")
     assert "--pin-core" in proc.stdout and "--threads" in proc.stdout
+
+
+def test_accuracy_vs_latency_names_every_model_without_overlap():
+    """Five models a hair apart: each is named once, in a legend that lies outside the plotting area."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fer_bench.report import tradeoff_figure
+
+    summary = [
+        {"model": f"m{i}", "variant": "int8", "p50_ms": 0.5 + 0.01 * i, "accuracy": 0.65 + 0.001 * i}
+        for i in range(5)
+    ] + [{"model": "peer:fer", "variant": "dynamic", "p50_ms": 0.52, "accuracy": 0.652, "origin": "fer"}]
+    fig = tradeoff_figure(summary)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    names = [t.get_text().split(" (")[0] for t in legend.get_texts()]
+    assert names == ["m0", "m1", "m2", "m3", "m4", "peer:fer"]
+    renderer = fig.canvas.get_renderer()
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    assert not ax.texts  # no labels written beside the points
