@@ -34,6 +34,7 @@ class Frame:
     index: int
     image: np.ndarray
     time: float
+    path: str | None = None  # the image file, for a folder of photos
 
 
 def describe(source: str) -> str:
@@ -70,7 +71,8 @@ def open_source(
 class FrameSource:
     fps: float = 0.0
     live = False
-    skipped = 0
+    skipped = 0  # frames dropped on purpose to stay current (live sources)
+    unreadable = 0  # files that could not be read (image folders)
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -91,9 +93,9 @@ class ImageSource(FrameSource):
             except UnreadableImage as err:
                 # A corrupt image in a folder is skipped (and counted), not the end of the run.
                 print(f"warning: {err}; skipped", file=sys.stderr)
-                self.skipped += 1
+                self.unreadable += 1
                 continue
-            yield Frame(index, image, time.time())
+            yield Frame(index, image, time.time(), str(path))
             index += 1
         if index == 0:
             raise SourceError(f"none of the {len(self.paths)} images could be read")

@@ -180,11 +180,10 @@ class Outputs:
     def write(self, frame: Frame, faces: list[Face], image: np.ndarray) -> bool:
         """Send one frame's results everywhere; False when the user closed the window."""
         if self._json is not None:
-            record = {
-                "frame": frame.index,
-                "time": round(frame.time, 3),
-                "faces": [f.to_dict() for f in faces],
-            }
+            record = {"frame": frame.index, "time": round(frame.time, 3)}
+            if frame.path is not None:
+                record["path"] = frame.path
+            record["faces"] = [f.to_dict() for f in faces]
             self._json.write(json.dumps(record) + "\n")
             if self._json is sys.stdout:
                 self._json.flush()
@@ -273,7 +272,9 @@ def process(
         t2 = time.perf_counter()
         keep_going = True
         if outputs is not None:
-            image = draw(frame.image.copy(), faces, stats.fps_now) if outputs.draws else frame.image
+            # A photo has no frame rate: the overlay shows one only for a sequence, once measured.
+            fps = stats.fps_now if frame.path is None and stats.fps_now > 0 else None
+            image = draw(frame.image.copy(), faces, fps) if outputs.draws else frame.image
             keep_going = outputs.write(frame, faces, image)
         t3 = time.perf_counter()
         stats.add("output", t3 - t2)
@@ -326,4 +327,7 @@ def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
     print(format_summary(stats.summary(source.skipped)), file=sys.stderr)
     if failure is not None:
         raise failure
+    if source.unreadable:
+        print(f"error: {source.unreadable} image(s) could not be read", file=sys.stderr)
+        return 2
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,14 +88,22 @@ def run_predict(
     out = out or sys.stdout
     failed: list[str] = []
     records = predict_crops(fer, paths, failed) if crops else predict_frames(fer, paths, failed)
-    done = 0
+    done = faces = 0
+    start = time.perf_counter()
     with _progress(len(paths)) as advance:
         for record in records:
             print(json.dumps(record) if as_json else format_record(record), file=out, flush=as_json)
             done += 1
+            faces += len(record["faces"]) if "faces" in record else 1
             advance()
     for reason in failed:
         print(f"warning: {reason}; skipped", file=sys.stderr)
+    if len(paths) > 1:
+        seconds = time.perf_counter() - start
+        print(
+            f"summary: {done} image(s), {faces} face(s), {len(failed)} unreadable, {seconds:.1f} s",
+            file=sys.stderr,
+        )
     return done, len(failed)
 
 

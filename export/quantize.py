@@ -134,6 +134,8 @@ def output_paths(opts: Options, name: str, jobs: list[Job]) -> list[Path]:
 
 
 def check_options(opts: Options) -> None:
+    if not Path(opts.model).is_file():  # the first thing a typo breaks: say so before anything else
+        raise ExportError(f"{opts.model}: no such model file")
     if opts.quantizer not in QUANTIZERS:
         raise ExportError(f"unknown quantizer {opts.quantizer!r}: use converter or litert")
     if "int8" in opts.modes and opts.rep_data is None:

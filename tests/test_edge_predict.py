@@ -80,6 +80,7 @@ def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
     assert result.exit_code == 2
     assert "good.png" in result.stdout
     assert "warning:" in result.stderr and "broken.jpg" in result.stderr
+    assert "summary: 1 image(s), 1 face(s), 1 unreadable" in result.stderr  # a folder gets a summary
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 2 images")
 
 

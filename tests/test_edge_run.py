@@ -95,10 +95,18 @@ def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path):
     result = invoke(
         "run", "--source", tmp_path, "-m", models["fp32"], "-d", "blazeface", "--json", "--no-show"
     )
-    assert result.exit_code == 0, result.stderr
+    # The corrupt image is skipped with a warning and makes the exit status 2, as in predict.
+    assert result.exit_code == 2, result.stderr
+    assert "c.jpg: not an image OpenCV can read" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: 1 image(s) could not be read"
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 2 and len(records[0]["faces"]) >= 2 and records[1]["faces"] == []
-    assert "(1 dropped)" in result.stderr  # the corrupt image, skipped and counted
+    assert [r["path"] for r in records] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    (tmp_path / "c.jpg").unlink()
+    saved = invoke(
+        "run", "-s", tmp_path, "-m", models["fp32"], "-d", "blazeface", "--save", tmp_path / "o.avi"
+    )
+    assert saved.exit_code == 0, saved.stderr
     single = invoke("run", "-s", tmp_path / "a.png", "-m", models["fp32"], "-d", "blazeface", "--json")
     assert single.exit_code == 0 and len(single.stdout.splitlines()) == 1
 

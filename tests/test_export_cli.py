@@ -171,9 +171,11 @@ def test_a_failed_variant_is_reported_and_not_written(tmp_path, tiny_folders):
     assert not (tmp_path / "fer_cnn_int8.tflite").exists()
 
 
-def test_missing_model_file(tmp_path):
+@pytest.mark.parametrize("mode", ["fp32", "int8"])
+def test_missing_model_file(tmp_path, mode):
+    # int8 without --rep-data: the missing model is still what the user hears about first.
     result = fer_export_process(
-        "quantize", "--model", tmp_path / "nope.keras", "--mode", "fp32", "--out", tmp_path
+        "quantize", "--model", tmp_path / "nope.keras", "--mode", mode, "--out", tmp_path
     )
     assert_one_error_line(result, "no such model file")
 

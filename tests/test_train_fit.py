@@ -252,8 +252,21 @@ def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
         ).exit_code
         == 2
     )
-    result = _cli("compare", "--data", tiny_csv, "--archs", "cnn", "--epochs", "1", "--out", tmp_path / "cmp")
+    result = _cli(
+        "compare",
+        "--data",
+        tiny_csv,
+        "--archs",
+        "cnn",
+        "--epochs",
+        "1",
+        "--limit",
+        "14",
+        "--out",
+        tmp_path / "cmp",
+    )
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cmp" / "cnn" / "metrics.json").read_text())["samples"] == 14  # quick trial
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert [r["arch"] for r in rows] == ["cnn"] and "| cnn | PublicTest |" in (
         tmp_path / "cmp" / "comparison.md"

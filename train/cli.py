@@ -98,6 +98,7 @@ def fit(
     val_split: str = typer.Option(None, help="Split to validate and select on (default: test = PublicTest)."),
     val_data: Path = typer.Option(None, help="Validation data from another source than --data."),
     limit: int = typer.Option(None, min=1, help="Train on at most this many faces (quick trials)."),
+    val_limit: int = typer.Option(None, min=1, help="Validate on at most this many faces (quick trials)."),
     skip_bad: bool = typer.Option(
         None, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
     ),
@@ -131,6 +132,7 @@ def fit(
         "val_split": val_split,
         "val_data": str(val_data) if val_data else None,
         "limit": limit,
+        "val_limit": val_limit,
         "skip_bad": skip_bad,
         "seed": seed,
     }
@@ -195,7 +197,9 @@ def compare(
     epochs: int = typer.Option(5, min=1, help="The same epoch budget for every architecture."),
     out: Path = typer.Option(Path("runs/compare"), help="One run folder per architecture, and the table."),
     batch_size: int = typer.Option(64, min=1),
-    limit: int = typer.Option(None, help="Train each on at most this many faces."),
+    limit: int = typer.Option(
+        None, help="Train and validate each on at most this many faces (quick trials)."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Retrain architectures that already have a finished run."
     ),

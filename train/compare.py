@@ -50,6 +50,7 @@ def compare(
                 epochs=epochs,
                 batch_size=batch_size,
                 limit=limit,
+                val_limit=limit,  # a quick trial is quick end to end
                 patience=epochs,
                 command=f"fer-train compare --archs {arch} --epochs {epochs}",
             )

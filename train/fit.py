@@ -82,6 +82,7 @@ class FitConfig:
     val_split: str = "test"
     val_data: str | None = None
     limit: int | None = None
+    val_limit: int | None = None
     skip_bad: bool = False
     seed: int = 0
     command: str = field(default_factory=lambda: " ".join(["fer-train", *sys.argv[1:]]))
@@ -201,11 +202,9 @@ def _load_splits(cfg: FitConfig, log) -> tuple[fer_data.Dataset, fer_data.Datase
         if ds.skipped:
             log(f"skipped {len(ds.skipped)} bad items in {ds.split}, e.g. {ds.skipped[0]}")
     if cfg.limit:
-        rng = np.random.default_rng(cfg.seed)
-        keep = np.sort(rng.permutation(len(train))[: cfg.limit])
-        train = fer_data.Dataset(
-            train.images[keep], train.labels[keep], train.split, train.source, train.skipped
-        )
+        train = _subset(train, cfg.limit, cfg.seed)
+    if cfg.val_limit:
+        val = _subset(val, cfg.val_limit, cfg.seed)
     if len(np.unique(train.labels)) < 2:
         raise TrainError(
             f"{cfg.data}: the {train.split} split holds a single class; training needs at least two"
@@ -217,6 +216,12 @@ def _load_splits(cfg: FitConfig, log) -> tuple[fer_data.Dataset, fer_data.Datase
         log(f"after --balance {cfg.balance}: {len(train)} faces {_counts(train.labels)}")
     log(f"{val.split} (validation): {len(val)} faces {_counts(val.labels)}")
     return train, val
+
+
+def _subset(ds: fer_data.Dataset, limit: int, seed: int) -> fer_data.Dataset:
+    """A fixed random subset of `limit` faces (quick trials)."""
+    keep = np.sort(np.random.default_rng(seed).permutation(len(ds))[:limit])
+    return fer_data.Dataset(ds.images[keep], ds.labels[keep], ds.split, ds.source, ds.skipped)
 
 
 def _counts(labels: np.ndarray) -> str:
