@@ -59,7 +59,7 @@ class Stats:
         self.seconds[stage] += seconds
 
     def tick(self, frame_seconds: float) -> None:
-        self.frames += 1
+        """The frame rate after a frame (`frames` is counted by the loop)."""
         now = 1.0 / frame_seconds if frame_seconds > 0 else 0.0
         self.fps_now = now if self.frames == 1 else 0.9 * self.fps_now + 0.1 * now
 
@@ -276,6 +276,7 @@ def process(
             fps = stats.fps_now if frame.path is None and stats.fps_now > 0 else None
             image = draw(frame.image.copy(), faces, fps) if outputs.draws else frame.image
             keep_going = outputs.write(frame, faces, image)
+        stats.frames += 1  # straight after its outputs, so a Ctrl-C cannot land between them
         t3 = time.perf_counter()
         stats.add("output", t3 - t2)
         stats.tick(t3 - t0)
