@@ -294,7 +294,7 @@ def _export_job(
         verify = evaluation.images[stratified_indices(evaluation.labels, VERIFY_SAMPLES, opts.seed)]
     source = {"keras_file": Path(opts.model).name, "quantizer": job.quantizer, "flip_tta": opts.flip_tta}
     try:
-        converted = _convert(keras_model, job, rep) if job.quantizer == "litert" else None
+        converted = _litert_int8(keras_model, rep) if job.quantizer == "litert" else None
         exported = build_variant(
             keras_model,
             job.mode,
@@ -344,7 +344,7 @@ def allowed_drop(mode: str, faces: int) -> float:
     return max(MAX_ACCURACY_DROP[mode], 2.5 / max(1, faces))
 
 
-def _convert(keras_model, job: Job, rep: Data) -> bytes:
+def _litert_int8(keras_model, rep: Data) -> bytes:
     """The float model the LiteRT quantizer starts from, quantized with static_wi8_ai8."""
     return litert_quantizer.quantize_static_int8(convert(keras_model, "fp32"), rep.images)
 

@@ -67,10 +67,6 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def test_faces(per_class: int = 3, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    return synthetic_faces(per_class=per_class, seed=seed)
-
-
 def write_clip(path: Path, shared: Path, frames: int = 12) -> Path:
     """A short MJPG video of FER2013 faces (from ../shared) moving over a textured background."""
     import cv2

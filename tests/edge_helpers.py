@@ -90,19 +90,18 @@ def write_model(path: Path, flatbuffer: bytes, meta: dict | None = None, labels_
 
 
 def export_tiny(folder: Path, variants=("fp32", "int8")) -> dict:
-    """Tiny models of each variant, through fer_export when it exists, else through the converter here.
-
-    Returns {variant: path} and the Keras model under "keras".
-    """
+    """Tiny models of each variant, exported by fer_export (uint8: through the converter here, with the
+    same packed files). Returns {variant: path} and the Keras model under "keras"."""
     folder.mkdir(parents=True, exist_ok=True)
     model = tiny_keras_model()
     rep = synthetic_faces(per_class=4, seed=3)[0]
     paths: dict = {}
-    exporter = _exporter()
+    from fer_export import export_variant
+
     for variant in variants:
         out = folder / f"tiny_{variant}.tflite"
-        if exporter is not None and variant != "uint8":
-            exporter(model, variant, out, rep_images=rep, force=True)
+        if variant != "uint8":
+            export_variant(model, variant, out, rep_images=rep, force=True)
         else:
             write_model(out, convert(model, variant, rep), model_json(variant))
         paths[variant] = out
@@ -116,14 +115,6 @@ def tiny_models() -> dict:
     folder = Path(tempfile.mkdtemp(prefix="fer-edge-models-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return export_tiny(folder, ("fp32", "int8"))
-
-
-def _exporter():
-    try:
-        from fer_export import export_variant
-    except ImportError:
-        return None
-    return export_variant
 
 
 # -- frames -----------------------------------------------------------------------------------------

@@ -274,6 +274,7 @@ def _rss_mb() -> float:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc to read memory use")
+@pytest.mark.slow
 def test_soak_thousands_of_frames_with_flat_memory(env, models):
     options = LiveOptions(source="-", detect_every=2)
     stats = Stats()
@@ -370,7 +371,10 @@ def test_ctrl_c_or_sigterm_ends_cleanly_with_a_summary(env, models, tmp_path, st
         "blazeface",
     ]
     command += ["--json-file", str(lines), "--save", str(tmp_path / "out.avi"), "--no-show"]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # A shell that starts a job in the background (nohup, `&`) makes it ignore SIGINT, and Python then
+    # keeps ignoring it: give the run the default disposition, as a terminal would.
+    reset = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=reset)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not any(p.stat().st_size > 0 for p in tmp_path.glob(".out.*.jsonl")):

@@ -29,6 +29,7 @@ MEDIAPIPE_PYTHON = os.environ.get("FER_MEDIAPIPE_PYTHON") or (
     sys.executable if importlib.util.find_spec("mediapipe") else None
 )
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(not MEDIAPIPE_PYTHON, reason="set FER_MEDIAPIPE_PYTHON to a python with mediapipe"),
     pytest.mark.filterwarnings("ignore::UserWarning"),
 ]

@@ -31,7 +31,14 @@ def tiny_cfg(data, **kw) -> FitConfig:
     return FitConfig(**{**options, **kw})
 
 
-@pytest.mark.parametrize("arch", ["cnn", "vgg16", "inceptionv3"])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "cnn",
+        pytest.param("vgg16", marks=pytest.mark.slow),
+        pytest.param("inceptionv3", marks=pytest.mark.slow),
+    ],
+)
 def test_one_epoch_of_each_architecture_writes_a_complete_run(tiny_folders, tmp_path, arch):
     import keras
 
@@ -69,6 +76,7 @@ def test_training_lowers_the_loss(tiny_folders, tmp_path):
     assert history[-1]["loss"] < history[0]["loss"]
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_overwritten_but_can_be_extended(tiny_folders, tmp_path):
     out = tmp_path / "run"
     fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
@@ -141,6 +149,7 @@ def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tiny_folders, tmp_
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(*weights))
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tiny_folders, tmp_path):
     out = tmp_path / "run"
     cmd = [
@@ -222,6 +231,7 @@ def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
     assert len(error_lines) == 1 and message in error_lines[0], result.output
 
 
+@pytest.mark.slow
 def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
     result = _cli(
         "fit",
@@ -271,3 +281,17 @@ def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
     assert [r["arch"] for r in rows] == ["cnn"] and "| cnn | PublicTest |" in (
         tmp_path / "cmp" / "comparison.md"
     ).read_text()
+
+
+def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch(tiny_folders, tmp_path):
+    from fer_train.compare import compare
+
+    out = tmp_path / "cmp"
+    # A budget shorter than one epoch: each architecture trains one epoch, then stops for good.
+    rows = compare(tiny_folders, ["cnn"], None, out, batch_size=16, log=lambda m: None, budget_minutes=0.001)
+    state = json.loads((out / "cnn" / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["stopped"]
+    assert rows[0]["epochs"] == 1 and rows[0]["images_per_second"] > 0
+    assert "| minutes | images/s |" in (out / "comparison.md").read_text()
+    with pytest.raises(ValueError, match="--budget-minutes"):
+        compare(tiny_folders, ["cnn"], None, out, log=lambda m: None)

@@ -194,7 +194,12 @@ def evaluate(
 def compare(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     archs: str = typer.Option("cnn,vgg16,inceptionv3", help="Comma-separated architectures."),
-    epochs: int = typer.Option(5, min=1, help="The same epoch budget for every architecture."),
+    epochs: int = typer.Option(None, min=1, help="The same number of epochs for every architecture."),
+    budget_minutes: float = typer.Option(
+        None,
+        min=0.01,
+        help="Or the same training time: each trains until this many minutes, best epoch kept.",
+    ),
     out: Path = typer.Option(Path("runs/compare"), help="One run folder per architecture, and the table."),
     batch_size: int = typer.Option(64, min=1),
     limit: int = typer.Option(
@@ -210,7 +215,15 @@ def compare(
     names = [a.strip() for a in archs.split(",") if a.strip()]
     _guarded(
         lambda: run_compare(
-            data, names, epochs, out, batch_size=batch_size, limit=limit, force=force, log=_log
+            data,
+            names,
+            epochs,
+            out,
+            batch_size=batch_size,
+            limit=limit,
+            force=force,
+            log=_log,
+            budget_minutes=budget_minutes,
         )
     )
 

@@ -16,15 +16,20 @@ from fer_train.fit import fit, recipe_config
 def compare(
     data,
     archs: list[str],
-    epochs: int,
+    epochs: int | None,
     out: Path,
     batch_size: int = 64,
     limit: int | None = None,
     force: bool = False,
     log=print,
+    budget_minutes: float | None = None,
 ) -> list[dict]:
+    """Train each architecture with one recipe for `epochs`, or until `budget_minutes` of training time
+    (then its best epoch is kept): an equal compute budget is the fair comparison on one machine."""
     from fer_train.models import MODELS
 
+    if not epochs and not budget_minutes:
+        raise ValueError("give the budget: --epochs N or --budget-minutes M")
     unknown = [a for a in archs if a not in MODELS]
     if unknown or not archs:
         raise ValueError(
@@ -37,7 +42,8 @@ def compare(
             log(f"{arch}: reusing the finished run in {run}")
             metrics = json.loads((run / "metrics.json").read_text())
         else:
-            log(f"{arch}: training for {epochs} epochs in {run}")
+            budget = f"{budget_minutes:g} minutes" if budget_minutes else f"{epochs} epochs"
+            log(f"{arch}: training for {budget} in {run}")
             # One recipe for every architecture (the seed's: Adam, learning rate halved on plateaus), so
             # that only the architecture differs.
             cfg = recipe_config(
@@ -47,12 +53,14 @@ def compare(
                 learning_rate=1e-3,
                 weight_decay=0.0,
                 schedule="plateau",
-                epochs=epochs,
+                epochs=epochs or 1000,
+                budget_minutes=budget_minutes,
                 batch_size=batch_size,
                 limit=limit,
                 val_limit=limit,  # a quick trial is quick end to end
-                patience=epochs,
-                command=f"fer-train compare --archs {arch} --epochs {epochs}",
+                patience=epochs or 1000,
+                command=f"fer-train compare --archs {arch} --epochs {epochs} "
+                f"--budget-minutes {budget_minutes}",
             )
             metrics = fit(cfg, run, force=force, log=log)
         rows.append(
@@ -65,6 +73,11 @@ def compare(
                 "parameters": metrics["parameters"],
                 "epochs": metrics["epochs"],
                 "seconds_per_epoch": metrics["seconds_per_epoch"],
+                "train_minutes": round(metrics["train_seconds"] / 60, 1),
+                "images_per_second": round(
+                    metrics["epochs"] * metrics.get("train_samples", 0) / max(1e-9, metrics["train_seconds"]),
+                    1,
+                ),
             }
         )
     write_json(Path(out) / "comparison.json", rows)
@@ -75,12 +88,14 @@ def compare(
 
 def to_markdown(rows: list[dict]) -> str:
     lines = [
-        "| architecture | split | accuracy | flip-TTA accuracy | macro-F1 | parameters | epochs | s/epoch |",
-        "|---|---|---|---|---|---|---|---|",
+        "| architecture | split | accuracy | flip-TTA accuracy | macro-F1 | parameters | epochs | minutes "
+        "| images/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['arch']} | {r['split']} | {r['accuracy']:.2%} | {r['flip_tta_accuracy']:.2%} "
-            f"| {r['macro_f1']:.4f} | {r['parameters']:,} | {r['epochs']} | {r['seconds_per_epoch']} |"
+            f"| {r['macro_f1']:.4f} | {r['parameters']:,} | {r['epochs']} | {r['train_minutes']} "
+            f"| {r['images_per_second']} |"
         )
     return "\n".join(lines) + "\n"

@@ -77,14 +77,14 @@ def load(
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
     images, labels, skipped = reader()
-    _check_not_empty(images, labels, src, usage)
+    _check_not_empty(labels, src, usage)
     data = Dataset(images, labels, usage, str(src), skipped)
     if cache:
         _write_cache(cached, data)
     return data
 
 
-def _check_not_empty(images: np.ndarray, labels: np.ndarray, src: Path, usage: str) -> None:
+def _check_not_empty(labels: np.ndarray, src: Path, usage: str) -> None:
     if len(labels) == 0:
         raise DataError(f"{src}: split {usage} holds no usable faces")
 

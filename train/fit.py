@@ -73,6 +73,7 @@ class FitConfig:
     warmup_epochs: int = 2
     patience: int = 12
     lr_patience: int = 4
+    budget_minutes: float | None = None  # stop before the training time would pass this (compare)
     balance: str = "none"
     class_weight: bool = False
     label_smoothing: float = 0.0
@@ -266,7 +267,11 @@ class TrainingData:
         def batch(index):
             return tf.cast(tf.gather(x, index), tf.float32), tf.gather(y, index)
 
+        steps = -(-n // cfg.batch_size)
         ds = tf.data.Dataset.from_tensors(0).flat_map(epoch_order).batch(cfg.batch_size).map(batch)
+        # flat_map hides the length; stated, Keras runs exactly `steps` batches an epoch, as the learning
+        # rate schedule counts them (unknown, it runs one step more each epoch).
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
         if self.augmenter is not None:
             ds = ds.map(lambda a, b: (self.augmenter(a, training=True), b))
         self.dataset = ds.prefetch(tf.data.AUTOTUNE)
@@ -347,7 +352,9 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, log) -> No
                 monitor="val_accuracy", mode="max", factor=0.5, patience=cfg.lr_patience, min_lr=1e-6
             ),
         ]
-    resume = ResumeCheckpoint(out, state, *callbacks, patience=cfg.patience)
+    resume = ResumeCheckpoint(
+        out, state, *callbacks, patience=cfg.patience, budget_minutes=cfg.budget_minutes
+    )
     data = TrainingData(train.images, train.labels, cfg)
     weights = class_weights(train.labels) if cfg.class_weight else None
     if weights:
@@ -370,10 +377,13 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     and the callbacks' state (`checkpoint/`); on resume, puts the callbacks back where they were.
     Every file is written atomically, so a kill at any moment leaves a run that resumes."""
 
-    def __init__(self, out: Path, state: dict, early=None, plateau=None, patience: int = 0):
+    def __init__(
+        self, out: Path, state: dict, early=None, plateau=None, patience: int = 0, budget_minutes=None
+    ):
         super().__init__()
         self.out, self.state = out, state
         self.early, self.plateau, self.patience = early, plateau, patience
+        self.budget_s = budget_minutes * 60 if budget_minutes else None
         self._t0 = 0.0
 
     def on_train_begin(self, logs=None):
@@ -406,6 +416,9 @@ class ResumeCheckpoint(keras.callbacks.Callback):
                 plateau_wait=int(self.plateau.wait),
                 plateau_cooldown=int(self.plateau.cooldown_counter),
             )
+        if self.budget_s is not None and self.state["train_seconds"] + seconds > self.budget_s:
+            self.model.stop_training = True  # another epoch like this one would overrun the budget
+            self.state["stopped"] = True
         # Model first, then the state that points at it: a kill in between repeats one epoch, loses none.
         atomic_write(self.out / "checkpoint" / "last.keras", lambda p: self.model.save(p))
         write_json(self.out / "checkpoint" / "state.json", self.state)
@@ -449,6 +462,7 @@ def _finish(cfg: FitConfig, out: Path, train, val, log) -> dict:
     report["train_seconds"] = round(state.get("train_seconds", 0.0), 1)
     report["seconds_per_epoch"] = round(report["train_seconds"] / max(1, len(history)), 1)
     report["parameters"] = int(model.count_params())
+    report["train_samples"] = len(train)
     report["skipped"] = {"train": len(train.skipped), "validation": len(val.skipped)}
     ev.plot_confusion(
         report["single_crop"]["confusion_matrix"], out / "confusion.png", f"{cfg.model} on {val.split}"
