@@ -59,8 +59,9 @@ def against(result: dict, probs: np.ndarray, ref: dict, ref_probs: np.ndarray) -
 def keras_probs(path: str | Path, images: np.ndarray) -> np.ndarray:
     """A .keras reference's probabilities; TensorFlow is imported only here, and only when asked for."""
     try:
-        import keras  # noqa: F401 - only to tell a missing TensorFlow apart from a bad file
+        from fer_train.backend import import_keras
 
+        import_keras()  # quietly; and a missing TensorFlow is told apart from a bad file
         from fer_train.models import load_model
     except ImportError:
         raise BenchError(

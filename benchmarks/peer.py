@@ -84,7 +84,9 @@ def float_probs(entry: ModelEntry, images: np.ndarray) -> tuple[np.ndarray | Non
     if not path.is_file():
         return None, f"{path} not found"
     try:
-        import keras
+        from fer_train.backend import import_keras
+
+        keras = import_keras()  # TensorFlow's start-up chatter kept out of the report's terminal
     except ImportError:
         return None, "TensorFlow is not installed"
     try:

@@ -17,8 +17,11 @@ class TFLiteRunner:
     def __init__(self, model: bytes, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_content=model, num_threads=threads)
-        self.interpreter.allocate_tensors()
+        from fer_edge.quiet import native_quiet
+
+        with native_quiet():
+            self.interpreter = Interpreter(model_content=model, num_threads=threads)
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.batch = int(self.input["shape"][0])
