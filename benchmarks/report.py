@@ -450,7 +450,7 @@ def tradeoff_figure(summary: list[dict]):
         ax.scatter(
             r["p50_ms"],
             100 * r["accuracy"],
-            marker="s" if peer else "os^vD<>ph"[i % 9],
+            marker="s" if peer else "o^vD<>ph*"[i % 9],
             s=60,
             color="black" if peer else colours[i % len(colours)],
             label=f"{r['model']} ({r.get('variant')}): {100 * r['accuracy']:.1f}%, {r['p50_ms']:.2f} ms",
