@@ -112,9 +112,6 @@ def fit(
     `fer-train fit --model fer_res --data ../shared/fer2013 --out runs/fer_res` reproduces the shipped
     default model.
     """
-    from fer_train.fit import fit as run_fit
-    from fer_train.fit import recipe_config
-
     given = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -143,6 +140,9 @@ def fit(
         _fail(f"{weights}: no such weights file")
 
     def run():
+        from fer_train.fit import fit as run_fit  # imports TensorFlow: only after _guarded silenced it
+        from fer_train.fit import recipe_config
+
         overrides = {k: v for k, v in given.items() if v is not None}
         cfg = recipe_config(model, str(data), model_options=options, **overrides)
         return run_fit(cfg, out, force=force, log=_log)
@@ -210,11 +210,12 @@ def compare(
     ),
 ) -> None:
     """Train each architecture under the same budget and write one comparison table (Markdown and JSON)."""
-    from fer_train.compare import compare as run_compare
-
     names = [a.strip() for a in archs.split(",") if a.strip()]
-    _guarded(
-        lambda: run_compare(
+
+    def run():
+        from fer_train.compare import compare as run_compare  # imports TensorFlow, once silenced
+
+        return run_compare(
             data,
             names,
             epochs,
@@ -225,7 +226,8 @@ def compare(
             log=_log,
             budget_minutes=budget_minutes,
         )
-    )
+
+    _guarded(run)
 
 
 def _load_keras(path: Path):
