@@ -71,6 +71,7 @@ def compare(
                 "flip_tta_accuracy": metrics["flip_tta_accuracy"],
                 "macro_f1": metrics["macro_f1"],
                 "parameters": metrics["parameters"],
+                "macs_per_face": metrics.get("macs_per_face"),
                 "epochs": metrics["epochs"],
                 "seconds_per_epoch": metrics["seconds_per_epoch"],
                 "train_minutes": round(metrics["train_seconds"] / 60, 1),
@@ -88,14 +89,15 @@ def compare(
 
 def to_markdown(rows: list[dict]) -> str:
     lines = [
-        "| architecture | split | accuracy | flip-TTA accuracy | macro-F1 | parameters | epochs | minutes "
-        "| images/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| architecture | split | accuracy | flip-TTA accuracy | macro-F1 | parameters | MACs per face "
+        "| epochs | minutes | images/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['arch']} | {r['split']} | {r['accuracy']:.2%} | {r['flip_tta_accuracy']:.2%} "
-            f"| {r['macro_f1']:.4f} | {r['parameters']:,} | {r['epochs']} | {r['train_minutes']} "
+            f"| {r['macro_f1']:.4f} | {r['parameters']:,} | {(r.get('macs_per_face') or 0) / 1e6:.1f} M "
+            f"| {r['epochs']} | {r['train_minutes']} "
             f"| {r['images_per_second']} |"
         )
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
 from fer_train.files import atomic_write, write_json, write_text
-from fer_train.models import DEFAULT_MODEL, MODELS, build_model, load_model
+from fer_train.models import DEFAULT_MODEL, MODELS, build_model, load_model, macs_per_face
 from fer_train.spec import CLASSES, INPUT_SPEC, OUTPUT_SPEC
 
 # fit() warns about a shuffle flag that tf.data input ignores; the pipeline below shuffles itself.
@@ -462,6 +462,7 @@ def _finish(cfg: FitConfig, out: Path, train, val, log) -> dict:
     report["train_seconds"] = round(state.get("train_seconds", 0.0), 1)
     report["seconds_per_epoch"] = round(report["train_seconds"] / max(1, len(history)), 1)
     report["parameters"] = int(model.count_params())
+    report["macs_per_face"] = macs_per_face(model)
     report["train_samples"] = len(train)
     report["skipped"] = {"train": len(train.skipped), "validation": len(val.skipped)}
     ev.plot_confusion(

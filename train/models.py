@@ -212,6 +212,32 @@ def build_model(name: str, **options):
     return MODELS[name].build(**options)
 
 
+def macs_per_face(model) -> int:
+    """Multiply-adds of one forward pass: convolutions and dense layers, nested models included (the
+    rest is comparatively free). What decides a model's speed on a CPU, before any measurement."""
+    from keras import layers
+
+    total = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, c = layer.output.shape
+            total += (
+                h
+                * w
+                * c
+                * layer.kernel_size[0]
+                * layer.kernel_size[1]
+                * layer.input.shape[-1]
+                // layer.groups
+            )
+        elif isinstance(layer, layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)
+
+
 def with_flip_tta(model, name: str | None = None):
     """The same model averaging its answers on the face and on its mirror image (flip test-time
     augmentation), as one graph: exported, every runtime and app get TTA without code of their own.
