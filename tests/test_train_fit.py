@@ -292,6 +292,8 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
     state = json.loads((out / "cnn" / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 1 and state["stopped"]
     assert rows[0]["epochs"] == 1 and rows[0]["images_per_second"] > 0
-    assert "| minutes | images/s |" in (out / "comparison.md").read_text()
+    assert rows[0]["int8_p50_ms"] > 0 and rows[0]["macs_per_face"] > 0
+    assert round((out / "cnn" / "model_int8.tflite").stat().st_size / 1024) == rows[0]["int8_kib"]
+    assert "| int8 size | int8 p50, 1 thread |" in (out / "comparison.md").read_text()
     with pytest.raises(ValueError, match="--budget-minutes"):
         compare(tiny_folders, ["cnn"], None, out, log=lambda m: None)

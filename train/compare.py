@@ -63,9 +63,11 @@ def compare(
                 f"--budget-minutes {budget_minutes}",
             )
             metrics = fit(cfg, run, force=force, log=log)
+        int8 = _int8_figures(run, data, limit)
         rows.append(
             {
                 "arch": arch,
+                **int8,
                 "split": metrics["split"],
                 "accuracy": metrics["accuracy"],
                 "flip_tta_accuracy": metrics["flip_tta_accuracy"],
@@ -87,17 +89,54 @@ def compare(
     return rows
 
 
+def _int8_figures(run: Path, data, limit: int | None) -> dict:
+    """What the architecture costs on a device: its best model exported to int8 by fer-export (200
+    calibration faces) and timed, one face per call on one thread, through fer-edge's classifier."""
+    import time
+
+    import numpy as np
+
+    from fer_edge.classifier import Classifier
+    from fer_export import VerificationError, build_variant, load_keras_model
+    from fer_export.representative import stratified_indices
+    from fer_train.data import load
+    from fer_train.files import write_bytes
+
+    train = load(data, "train")
+    faces = train.images[stratified_indices(train.labels, min(200, limit or 200), 0)]
+    try:
+        exported = build_variant(load_keras_model(run / "model.keras"), "int8", faces)
+    except (
+        VerificationError
+    ) as e:  # an under-trained model may miss int8's tolerance; it still costs the same
+        exported = e.exported
+    path = write_bytes(run / "model_int8.tflite", exported.model)
+    classifier = Classifier(path, threads=1)
+    face = faces[:1]
+    for _ in range(20):
+        classifier.predict(face)
+    times = []
+    for _ in range(200):
+        start = time.perf_counter()
+        classifier.predict(face)
+        times.append(time.perf_counter() - start)
+    return {
+        "int8_kib": round(len(exported.model) / 1024),
+        "int8_p50_ms": round(1000 * float(np.median(times)), 3),
+    }
+
+
 def to_markdown(rows: list[dict]) -> str:
     lines = [
         "| architecture | split | accuracy | flip-TTA accuracy | macro-F1 | parameters | MACs per face "
-        "| epochs | minutes | images/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| epochs | minutes | images/s | int8 size | int8 p50, 1 thread |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['arch']} | {r['split']} | {r['accuracy']:.2%} | {r['flip_tta_accuracy']:.2%} "
             f"| {r['macro_f1']:.4f} | {r['parameters']:,} | {(r.get('macs_per_face') or 0) / 1e6:.1f} M "
-            f"| {r['epochs']} | {r['train_minutes']} "
-            f"| {r['images_per_second']} |"
+            f"| {r['epochs']} | {r['train_minutes']} | {r['images_per_second']} "
+            f"| {r['int8_kib']} KiB | {r['int8_p50_ms']} ms |"
         )
     return "\n".join(lines) + "\n"
