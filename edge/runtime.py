@@ -1,5 +1,8 @@
 """The TFLite interpreter: LiteRT where it is installed, tflite-runtime where only that exists.
 
+The one place the toolkit constructs an interpreter: the runtime, export's checks and the benchmarks
+all come through here.
+
 LiteRT's default op resolver applies XNNPACK to float and quantized ops, so no delegate is named here.
 """
 
@@ -28,6 +31,16 @@ def interpreter_class():
 def runtime_name() -> str:
     module = interpreter_class().__module__
     return module.split(".")[0]
+
+
+def interpreter_from_bytes(model: bytes, threads: int = 1, allocate: bool = True):
+    """An interpreter over a model held in memory (export checks what it is about to write); the
+    interpreter's own errors (ValueError, RuntimeError) reach the caller, who knows what the bytes are."""
+    with native_quiet():
+        interpreter = interpreter_class()(model_content=model, num_threads=max(1, int(threads)))
+        if allocate:
+            interpreter.allocate_tensors()
+    return interpreter
 
 
 def load_interpreter(path: str | Path, threads: int = 1):

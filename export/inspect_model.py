@@ -35,10 +35,10 @@ def describe(path: str | Path) -> dict:
 
 
 def _tensors(model: bytes, path: Path) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
+    from fer_edge.runtime import interpreter_from_bytes
 
     try:
-        interpreter = Interpreter(model_content=model)
+        interpreter = interpreter_from_bytes(model, allocate=False)
     except (ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: the interpreter cannot load it ({str(e).splitlines()[0]})") from None
 

@@ -41,9 +41,9 @@ def available() -> bool:
 def quantize_static_int8(float_model: bytes, rep_images: np.ndarray) -> bytes:
     """Quantize a float32 .tflite with the static_wi8_ai8 recipe, calibrated on `rep_images` (uint8)."""
     quantizer, recipe = _load()
-    from ai_edge_litert.interpreter import Interpreter
+    from fer_edge.runtime import interpreter_from_bytes
 
-    signatures = Interpreter(model_content=float_model).get_signature_list()
+    signatures = interpreter_from_bytes(float_model, allocate=False).get_signature_list()
     if len(signatures) != 1:
         raise ConversionError(f"litert quantizer: expected one model signature, found {len(signatures)}")
     key, io = next(iter(signatures.items()))

@@ -15,13 +15,9 @@ class TFLiteRunner:
     """A LiteRT interpreter over model bytes that takes uint8 faces and returns float32 probabilities."""
 
     def __init__(self, model: bytes, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        from fer_edge.runtime import interpreter_from_bytes
 
-        from fer_edge.quiet import native_quiet
-
-        with native_quiet():
-            self.interpreter = Interpreter(model_content=model, num_threads=threads)
-            self.interpreter.allocate_tensors()
+        self.interpreter = interpreter_from_bytes(model, threads)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.batch = int(self.input["shape"][0])
@@ -102,9 +98,9 @@ class TFLiteRunner:
 def ops(model: bytes) -> list[dict]:
     """The ops of a TFLite model in execution order: type, input and output tensor names, the dtype of
     the first output, and whether the op reads one of the model's inputs."""
-    from ai_edge_litert.interpreter import Interpreter
+    from fer_edge.runtime import interpreter_from_bytes
 
-    interpreter = Interpreter(model_content=model)
+    interpreter = interpreter_from_bytes(model, allocate=False)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     model_inputs = {t["index"] for t in interpreter.get_input_details()}
 
