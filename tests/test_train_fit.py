@@ -297,3 +297,17 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
     assert "| int8 size | int8 p50, 1 thread |" in (out / "comparison.md").read_text()
     with pytest.raises(ValueError, match="--budget-minutes"):
         compare(tiny_folders, ["cnn"], None, out, log=lambda m: None)
+
+
+def test_fer_train_says_one_line_without_tensorflow_chatter(tmp_path):
+    """TensorFlow is imported only once its C++ start-up lines are silenced: the user sees our line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_train", "fit", "--data", "/dev/null", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: /dev/null: not a file or folder (--data takes the FER2013 CSV or image folders)"
+    ]
