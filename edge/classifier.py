@@ -1,23 +1,29 @@
 """The emotion classifier: a self-describing .tflite behind `predict(faces) -> probabilities`.
 
 Labels, input size, colour and quantization all come from the model (its packed fer_model.json and
-its tensors), so the same code runs every variant export writes: fp32, fp16, dynamic and int8.
+its tensors), so the same code runs every variant export writes: fp32, fp16, dynamic and int8. It is
+the toolkit's one classifier: the runtime, export's verification and every benchmark run faces through
+it, so what is measured is what users run. Another project's model (the benchmarks' peer) is this
+classifier with its own `preprocess`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from fer_edge.errors import ModelError
 from fer_edge.model_info import ModelInfo, read_labels_file, read_model_info
-from fer_edge.runtime import load_interpreter
+from fer_edge.runtime import interpreter_from_bytes, load_interpreter
 
 __all__ = ["Classifier", "ModelError"]
 
 # ITU-R BT.601 luma, the weights OpenCV's cvtColor uses, so an RGB face turns gray as in training.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Faces per invoke(): a whole evaluation set in one call would size the tensor arena for all of it.
+MAX_BATCH = 256
 
 
 class Classifier:
@@ -25,16 +31,28 @@ class Classifier:
 
     `predict` takes uint8 faces shaped (N, H, W) or (N, H, W, C) and returns float32 probabilities
     shaped (N, len(labels)). Crops of another size are resized; gray and colour are converted to what
-    the model takes.
+    the model takes. `model` is a path or the model's bytes (export checks what it is about to write).
+    `preprocess`, for a model that expects other input than raw pixels, turns those uint8 faces into
+    the model's input.
     """
 
     def __init__(
-        self, model_path: str | Path, threads: int = 1, labels: str | Path | list[str] | None = None
+        self,
+        model: str | Path | bytes,
+        threads: int = 1,
+        labels: str | Path | list[str] | None = None,
+        preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
-        self.path = Path(model_path)
         self.threads = max(1, int(threads))
-        self.info: ModelInfo = read_model_info(self.path) if self.path.is_file() else ModelInfo()
-        self._interpreter = load_interpreter(self.path, self.threads)
+        self.preprocess = preprocess
+        if isinstance(model, bytes):
+            self.path = Path("model.tflite")
+            self.info: ModelInfo = read_model_info(model)
+            self._interpreter = _interpreter_over(model, self.threads)
+        else:
+            self.path = Path(model)
+            self.info = read_model_info(self.path) if self.path.is_file() else ModelInfo()
+            self._interpreter = load_interpreter(self.path, self.threads)
         self._input = self._interpreter.get_input_details()
         self._output = self._interpreter.get_output_details()
         self._check_signature()
@@ -94,6 +112,12 @@ class Classifier:
         return "fp32"
 
     @property
+    def input_quantization(self) -> tuple[float, int]:
+        """(scale, zero point) of an integer input; (0.0, 0) for a float one."""
+        scale, zero = self._input[0]["quantization"]
+        return float(scale), int(zero)
+
+    @property
     def name(self) -> str:
         return str(self.info.name or self.path.stem)
 
@@ -111,9 +135,14 @@ class Classifier:
     # -- running it ----------------------------------------------------------------------------------
     def predict(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for uint8 face crops (N, H, W) or (N, H, W, C)."""
-        batch = self._prepare(faces)
-        if len(batch) == 0:
+        faces = _as_batch(faces)
+        if len(faces) == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
+        parts = [self._predict(faces[i : i + MAX_BATCH]) for i in range(0, len(faces), MAX_BATCH)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _predict(self, faces: np.ndarray) -> np.ndarray:
+        batch = self.preprocess(faces) if self.preprocess is not None else self._prepare(faces)
         if self._batchable:
             try:
                 return self._run(batch)
@@ -123,23 +152,15 @@ class Classifier:
         return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
 
     def _prepare(self, faces: np.ndarray) -> np.ndarray:
-        faces = np.asarray(faces)
-        if faces.ndim == 2:
-            faces = faces[None]
-        if faces.ndim == 3:
-            faces = faces[..., None]
-        if faces.ndim != 4 or faces.shape[-1] not in (1, 3, 4):
-            raise ValueError(f"faces must be shaped (N, H, W) or (N, H, W, C), got {faces.shape}")
-        if faces.shape[-1] == 4:
-            faces = faces[..., :3]
+        """Raw pixels at the model's size and colour, as float32 (the model normalizes them)."""
         if faces.shape[1:3] != (self.input_size, self.input_size):
-            faces = np.stack([_resize(face, self.input_size) for face in faces]) if len(faces) else faces
+            faces = np.stack([_resize(face, self.input_size) for face in faces])
         if faces.shape[-1] != self.channels:
             if self.channels == 1:
                 faces = np.rint(faces.astype(np.float32) @ _LUMA)[..., None]
             else:
                 faces = np.repeat(faces, 3, axis=-1)
-        return faces.astype(np.float32) if len(faces) else faces.reshape(0, *faces.shape[1:3], self.channels)
+        return faces.astype(np.float32)
 
     def _quantize_input(self, batch: np.ndarray) -> np.ndarray:
         detail = self._input[0]
@@ -160,13 +181,33 @@ class Classifier:
         n = len(batch)
         if n != self._batch:
             index = self._input[0]["index"]
-            self._interpreter.resize_tensor_input(index, [n, self.input_size, self.input_size, self.channels])
+            self._interpreter.resize_tensor_input(index, [n, *batch.shape[1:]])
             self._interpreter.allocate_tensors()
             self._batch = n
         self._interpreter.set_tensor(self._input[0]["index"], self._quantize_input(batch))
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._output[0]["index"])
         return self._dequantize_output(raw).reshape(n, self.num_classes)
+
+
+def _interpreter_over(model: bytes, threads: int):
+    try:
+        return interpreter_from_bytes(model, threads)
+    except (ValueError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"not a usable TFLite model ({reason})") from err
+
+
+def _as_batch(faces: np.ndarray) -> np.ndarray:
+    """uint8 faces as (N, H, W, C) with C 1 or 3 (an alpha channel is dropped)."""
+    faces = np.asarray(faces)
+    if faces.ndim == 2:
+        faces = faces[None]
+    if faces.ndim == 3:
+        faces = faces[..., None]
+    if faces.ndim != 4 or faces.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"faces must be shaped (N, H, W) or (N, H, W, C), got {faces.shape}")
+    return faces[..., :3] if faces.shape[-1] == 4 else faces
 
 
 def _resize(face: np.ndarray, size: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from fer_edge.errors import EdgeError
+from fer_edge import cli_errors
 
 app = typer.Typer(
     # Plain Click help: option help wraps under the option at any width instead of being cut off.
@@ -48,22 +48,9 @@ DETECTOR_MODEL_HELP = (
 )
 
 
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def guarded(action: Callable[[], int | None]) -> None:
-    """Run a command; user errors become one `error:` line and exit 2, Ctrl-C exit 130."""
-    try:
-        code = action()
-    except EdgeError as err:
-        fail(str(err))
-    except FileExistsError as err:
-        fail(str(err))
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
+    """Run a command; its return value is the exit status."""
+    code = cli_errors.guarded(action)
     if code:
         raise typer.Exit(code)
 

@@ -275,13 +275,39 @@ def process(
             # A photo has no frame rate: the overlay shows one only for a sequence, once measured.
             fps = stats.fps_now if frame.path is None and stats.fps_now > 0 else None
             image = draw(frame.image.copy(), faces, fps) if outputs.draws else frame.image
-            keep_going = outputs.write(frame, faces, image)
-        stats.frames += 1  # straight after its outputs, so a Ctrl-C cannot land between them
+            with _stop_signals_deferred():  # a frame is in every output and counted, or in none
+                keep_going = outputs.write(frame, faces, image)
+                stats.frames += 1
+        else:
+            stats.frames += 1
         t3 = time.perf_counter()
         stats.add("output", t3 - t2)
         stats.tick(t3 - t0)
         if not keep_going:
             return
+
+
+@contextlib.contextmanager
+def _stop_signals_deferred():
+    """Ctrl-C or SIGTERM during one frame's outputs takes effect once they are written, so that the
+    JSON lines, the video and the summary's frame count agree."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):  # an ignored or default-action signal keeps its disposition
+            previous[signum] = handler
+            signal.signal(signum, lambda n, f: received.append(n))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            previous[received[0]](received[0], None)
 
 
 @contextlib.contextmanager

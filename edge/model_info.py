@@ -93,7 +93,8 @@ def read_model_info(path: str | Path) -> ModelInfo:
             meta = json.loads(files[MODEL_JSON].decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ModelError(f"{path}: its {MODEL_JSON} is not valid JSON ({err})") from err
-        if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("fer-model/"):
+        family = FORMAT.split("/")[0] + "/"  # any version of the format: fields are only ever added
+        if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(family):
             raise ModelError(f"{path}: its {MODEL_JSON} is not in the {FORMAT} format")
         info.has_json = True
         info.labels = [str(x) for x in meta.get("labels") or []] or None

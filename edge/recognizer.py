@@ -149,8 +149,6 @@ class EmotionRecognizer:
         found = self.select(as_boxes(boxes)) if boxes is not None else self.detect(frame, color)
         return self.faces(found, self.classify(frame, found, color))
 
-    process = __call__
-
     def close(self) -> None:
         if self.detector is not None:
             self.detector.close()

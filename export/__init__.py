@@ -6,12 +6,14 @@
 Importing this package does not import TensorFlow; converting does.
 """
 
-from fer_export.convert import IO_TYPES, MODES, ConversionError
+from fer_export.convert import ConversionError
+from fer_export.formats import FORMATS, IO_TYPES, MODES, TOLERANCES, export_formats
 from fer_export.model_file import ModelFileError, read_card, read_files, read_metadata
 from fer_export.variant import Exported, ExportError, build_variant, export_variant, load_keras_model
-from fer_export.verify import TOLERANCES, Check, Tolerance, VerificationError
+from fer_export.verify import Check, Tolerance, VerificationError
 
 __all__ = [
+    "FORMATS",
     "IO_TYPES",
     "MODES",
     "TOLERANCES",
@@ -23,6 +25,7 @@ __all__ = [
     "Tolerance",
     "VerificationError",
     "build_variant",
+    "export_formats",
     "export_variant",
     "load_keras_model",
     "read_card",

@@ -97,7 +97,7 @@ def tflite_metadata(card: dict, version: str = "1") -> bytes:
             inputs=[image],
             outputs=[probabilities],
             associated_files=[
-                ms.AssociatedFile(CARD_FILE, "Model card (format fer-model/1).", ms.DESCRIPTIONS)
+                ms.AssociatedFile(CARD_FILE, f"Model card (format {CARD_FORMAT}).", ms.DESCRIPTIONS)
             ],
         )
     )

@@ -15,6 +15,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from fer_edge.cli_errors import fail, guarded
+from fer_export.formats import FORMATS
+from fer_export.quantize import Options as Defaults
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
 app = typer.Typer(
@@ -34,27 +38,14 @@ console = Console(stderr=True)
 DATA_HELP = "FER2013 as the Kaggle CSV (emotion,pixels,Usage) or a folder of <split>/<class>/*.jpg."
 
 
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 def _guarded(run):
-    """Run a command, turning every expected failure into one line and a non-zero exit."""
     from fer_export import ConversionError, ExportError, ModelFileError
     from fer_export.litert_quantizer import QuantizerUnavailable
     from fer_train.data import DataError
 
-    try:
-        return run()
-    except KeyboardInterrupt:
-        _fail("interrupted; outputs written so far are complete, the rest were not written", 130)
-    except (ExportError, DataError, ModelFileError, ConversionError, QuantizerUnavailable) as e:
-        _fail(str(e))
-    except (FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError) as e:
-        _fail(str(e))
-    except OSError as e:
-        _fail(f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}".lstrip(": "))
+    errors = (ExportError, DataError, ModelFileError, ConversionError, QuantizerUnavailable)
+    interrupted = "interrupted; outputs written so far are complete, the rest were not written"
+    return guarded(run, errors, interrupted)
 
 
 @app.command()
@@ -66,30 +57,35 @@ def quantize(
         ..., "--out", help="Folder for the .tflite files, cards, labels.txt and the report."
     ),
     mode: str = typer.Option(
-        "all", help="fp32, fp16, dynamic, int8, a comma list of them, or all (the four variants)."
+        "all",
+        help=f"{', '.join(f.mode for f in FORMATS)}, a comma list of them, or all "
+        "(`fer-export formats` shows what each is).",
     ),
     rep_data: Path = typer.Option(
         None, "--rep-data", help=f"Representative (calibration) data for int8. {DATA_HELP}"
     ),
-    rep_split: str = typer.Option("train", help="Split of --rep-data to calibrate on."),
+    rep_split: str = typer.Option(Defaults.rep_split, help="Split of --rep-data to calibrate on."),
     rep_samples: int = typer.Option(
-        500, min=1, help="Calibration faces, drawn evenly across the seven classes."
+        Defaults.rep_samples, min=1, help="Calibration faces, drawn evenly across the seven classes."
     ),
     eval_data: Path = typer.Option(
         None, "--eval-data", help=f"Data for accuracy, macro-F1 and agreement in the report. {DATA_HELP}"
     ),
-    eval_split: str = typer.Option("test", help="Split of --eval-data to evaluate on (test = PublicTest)."),
+    eval_split: str = typer.Option(
+        Defaults.eval_split, help="Split of --eval-data to evaluate on (test = PublicTest)."
+    ),
     eval_samples: int = typer.Option(
-        0, min=0, help="Evaluate on a random subset of this size (0: the whole split)."
+        Defaults.eval_samples, min=0, help="Evaluate on a random subset of this size (0: the whole split)."
     ),
     name: str = typer.Option(
         None, help="Model name in file names and metadata (default: the Keras model's name)."
     ),
     io_type: str = typer.Option(
-        "int8", help="int8 variant's input and output type: int8 (pixel - 128), uint8 (the pixel) or float32."
+        Defaults.io_type,
+        help="int8 variant's input and output type: int8 (pixel - 128), uint8 (the pixel) or float32.",
     ),
     quantizer: str = typer.Option(
-        "converter",
+        Defaults.quantizer,
         help="int8 path: converter (tf.lite.TFLiteConverter) or litert (litert-quantizer, static_wi8_ai8).",
     ),
     compare_quantizers: bool = typer.Option(
@@ -106,11 +102,13 @@ def quantize(
         help="Bake horizontal-flip test-time augmentation into every variant: the model averages the "
         "face and its mirror image (more accurate, twice the work per face).",
     ),
-    threads: int = typer.Option(1, min=1, help="Interpreter threads for the latency measurement."),
+    threads: int = typer.Option(
+        Defaults.threads, min=1, help="Interpreter threads for the latency measurement."
+    ),
     tolerance: float = typer.Option(
         None, help="Override every variant's tolerance on the mean |probability difference| to Keras."
     ),
-    seed: int = typer.Option(0, help="Seed for the representative and eval subsets."),
+    seed: int = typer.Option(Defaults.seed, help="Seed for the representative and eval subsets."),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Leave unreadable images and malformed rows out."
     ),
@@ -169,9 +167,29 @@ def quantize(
             soft_wrap=True,
         )
     if failed:
-        _fail(
-            f"{len(failed)} variant(s) failed and were not written: {', '.join(failed)} (see the report)", 1
-        )
+        fail(f"{len(failed)} variant(s) failed and were not written: {', '.join(failed)} (see the report)", 1)
+
+
+@app.command()
+def formats(as_json: bool = typer.Option(False, "--json", help="Print the table as JSON.")):
+    """The variants quantize writes: what each is, whether it needs --rep-data, and what it is held to.
+
+    verify: the most mean |probability difference| to Keras on sample faces, and the least top-1
+    agreement where Keras is clear. max drop: the most accuracy it may lose on --eval-data and still be
+    written.
+    """
+    from fer_export.formats import export_formats
+
+    rows = export_formats()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'mode':<8} {'rep-data':<8} {'verify':<16} {'max drop':<9} quantization")
+    for r in rows:
+        verify = f"{r['verify_mean_abs']:g} / {100 * r['verify_agreement']:.0f}%"
+        drop = f"{r['max_accuracy_drop_pp']:g} pt"
+        rep = "yes" if r["rep_data"] else "no"
+        print(f"{r['mode']:<8} {rep:<8} {verify:<16} {drop:<9} {r['quantization']}")
 
 
 @app.command()

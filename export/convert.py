@@ -19,8 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-MODES = ("fp32", "fp16", "dynamic", "int8")
-IO_TYPES = ("int8", "uint8", "float32")
+from fer_export.formats import IO_TYPES, MODES
 
 
 class ConversionError(RuntimeError):
@@ -76,7 +75,7 @@ def float_ops_of(model: bytes) -> dict[str, int]:
     """What computes in float32 in an int8 `model`, by op type, read from its ops (empty when the file
     is all-integer). TensorFlow's quantizer (2.21) leaves every ELU float between a DEQUANTIZE and a
     QUANTIZE, even in full-integer mode; reports and cards say so from the file."""
-    from fer_export.runtime import float_compute_ops
+    from fer_export.inspect_model import float_compute_ops
 
     counts: dict[str, int] = {}
     for op in float_compute_ops(model):

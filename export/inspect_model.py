@@ -92,3 +92,35 @@ def to_text(info: dict) -> str:
     files = ", ".join(f"{k} ({v} B)" for k, v in info["associated_files"].items()) or "none"
     lines.append(f"  associated files: {files}")
     return "\n".join(lines)
+
+
+def ops(model: bytes) -> list[dict]:
+    """The ops of a TFLite model in execution order: type, input and output tensor names, the dtype of
+    the first output, and whether the op reads one of the model's inputs."""
+    from fer_edge.runtime import interpreter_from_bytes
+
+    interpreter = interpreter_from_bytes(model, allocate=False)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    model_inputs = {t["index"] for t in interpreter.get_input_details()}
+
+    def names(indices) -> list[str]:
+        return [tensors[i]["name"] for i in indices if i in tensors]
+
+    # The interpreter lists ops only through this underscored method (as tf.lite's does).
+    return [
+        {
+            "type": op["op_name"],
+            "inputs": names(op["inputs"]),
+            "outputs": names(op["outputs"]),
+            "dtype": np.dtype(tensors[op["outputs"][0]]["dtype"]).name if len(op["outputs"]) else None,
+            "reads_input": bool(model_inputs & set(op["inputs"])),
+        }
+        for op in interpreter._get_ops_details()
+    ]
+
+
+def float_compute_ops(model: bytes) -> list[dict]:
+    """The ops of `model` that compute in float32; QUANTIZE and DEQUANTIZE, which only convert between
+    int8 and float, are left out."""
+    converts = ("QUANTIZE", "DEQUANTIZE")
+    return [op for op in ops(model) if op["type"] not in converts and op["dtype"] == "float32"]

@@ -18,13 +18,15 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
+from fer_edge.model_info import FORMAT, LABELS_TXT, MODEL_JSON
 from fer_export import metadata_schema as ms
 
 METADATA_NAME = "TFLITE_METADATA"
 TFLITE_IDENTIFIER = b"TFL3"
-LABELS_FILE = "labels.txt"
-CARD_FILE = "fer_model.json"
-CARD_FORMAT = "fer-model/1"
+# The names of the packed files and the card's format are the runtime's: the reader defines them.
+LABELS_FILE = LABELS_TXT
+CARD_FILE = MODEL_JSON
+CARD_FORMAT = FORMAT
 
 
 class ModelFileError(ValueError):

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from fer_edge.classifier import Classifier
 from fer_export import card as cards
 from fer_export import litert_quantizer
-from fer_export.convert import MODES, ConversionError, convert
+from fer_export.convert import ConversionError, convert
+from fer_export.formats import FORMAT, MODES, TOLERANCES
 from fer_export.model_file import LABELS_FILE
 from fer_export.representative import stratified_indices
-from fer_export.runtime import TFLiteRunner
 from fer_export.variant import (
     VERIFY_SAMPLES,
     Exported,
@@ -30,7 +32,7 @@ from fer_export.variant import (
     check_model,
     load_keras_model,
 )
-from fer_export.verify import TOLERANCES, Tolerance, VerificationError
+from fer_export.verify import Tolerance, VerificationError
 from fer_train.files import refuse_overwrite, write_bytes, write_json, write_text
 from fer_train.spec import CLASSES
 
@@ -39,9 +41,6 @@ QUANTIZERS = ("converter", "litert")
 # int8 model kept more accuracy than litert-quantizer's static_wi8_ai8 at the same size.
 DEFAULT_QUANTIZER = "converter"
 REPORT_NAME = "export_report"
-# The most accuracy (fraction of the eval data) a variant may lose against the float model and still be
-# written; quantization that costs more is a failed export, not a smaller model.
-MAX_ACCURACY_DROP = {"fp32": 0.001, "fp16": 0.005, "dynamic": 0.01, "int8": 0.01}
 
 
 @dataclass
@@ -138,9 +137,10 @@ def check_options(opts: Options) -> None:
         raise ExportError(f"{opts.model}: no such model file")
     if opts.quantizer not in QUANTIZERS:
         raise ExportError(f"unknown quantizer {opts.quantizer!r}: use converter or litert")
-    if "int8" in opts.modes and opts.rep_data is None:
+    calibrated = [m for m in opts.modes if FORMAT[m].needs_rep_data]
+    if calibrated and opts.rep_data is None:
         raise ExportError(
-            "int8 needs a representative dataset: pass --rep-data (FER2013 CSV or image folders)"
+            f"{calibrated[0]} needs a representative dataset: pass --rep-data (FER2013 CSV or image folders)"
         )
     if opts.rep_samples < 1:
         raise ExportError("--rep-samples must be at least 1")
@@ -287,7 +287,7 @@ def _export_job(
     entry["comparison_only"] = job.mode == "int8" and job.quantizer != opts.quantizer
     tolerance = None
     if opts.tolerance is not None:
-        base = TOLERANCES[job.mode]
+        base = FORMAT[job.mode].tolerance
         tolerance = Tolerance(mean_abs=opts.tolerance, agreement=base.agreement, margin=base.margin)
     verify = None
     if evaluation.images is not None:
@@ -339,9 +339,10 @@ def _export_job(
 
 
 def allowed_drop(mode: str, faces: int) -> float:
-    """The accuracy a variant may lose: MAX_ACCURACY_DROP, but at least two and a half faces' worth, so
-    that a small eval set's noise alone does not fail an export."""
-    return max(MAX_ACCURACY_DROP[mode], 2.5 / max(1, faces))
+    """The accuracy a variant may lose: its format's max_accuracy_drop (quantization that costs more is a
+    failed export, not a smaller model), but at least two and a half faces' worth, so that a small
+    eval set's noise alone does not fail an export."""
+    return max(FORMAT[mode].max_accuracy_drop, 2.5 / max(1, faces))
 
 
 def _litert_int8(keras_model, rep: Data) -> bytes:
@@ -349,22 +350,41 @@ def _litert_int8(keras_model, rep: Data) -> bytes:
     return litert_quantizer.quantize_static_int8(convert(keras_model, "fp32"), rep.images)
 
 
+def latency_ms(clf: Classifier, face: np.ndarray, runs: int = 200, warmup: int = 10, budget: float = 5):
+    """Batch-1 `predict` time in milliseconds (median, p90, mean) over up to `runs` calls or `budget`
+    seconds: a first look; `fer-bench latency` is the measurement."""
+    for _ in range(warmup):
+        clf.predict(face)
+    times: list[float] = []
+    deadline = time.perf_counter() + budget
+    while len(times) < runs and (len(times) < 10 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        clf.predict(face)
+        times.append((time.perf_counter() - start) * 1000.0)
+    t = np.asarray(times)
+    return {
+        "median_ms": float(np.median(t)),
+        "p90_ms": float(np.percentile(t, 90)),
+        "mean_ms": float(t.mean()),
+        "runs": len(times),
+    }
+
+
 def _measure(exported: Exported, opts: Options, job: Job, evaluation: Data, keras_eval) -> dict:
     from fer_train.evaluate import classification_report
 
-    runner = TFLiteRunner(exported.model, threads=opts.threads)
-    widen = (lambda x: np.repeat(x[..., None], 3, axis=-1)) if job.mobile else (lambda x: x)
+    clf = Classifier(exported.model, threads=opts.threads)
     result = {
         "size_bytes": len(exported.model),
-        "input_dtype": runner.input_dtype,
-        "output_dtype": runner.output_dtype,
+        "input_dtype": clf.input_dtype.name,
+        "output_dtype": clf.output_dtype.name,
     }
     if job.mode == "int8":  # what the file computes in float32, read from it, not from the options
         result["float_ops"] = exported.card["source"].get("float_ops", {})
     sample = evaluation.images[0] if evaluation.images is not None else np.full((48, 48), 128, np.uint8)
-    result["latency"] = runner.latency_ms(widen(sample[None])[0])
+    result["latency"] = latency_ms(clf, sample)
     if keras_eval is not None:
-        probs = runner.predict(widen(evaluation.images))
+        probs = clf.predict(evaluation.images)
         metrics = classification_report(evaluation.labels, probs.argmax(1))
         result.update(
             accuracy=metrics["accuracy"],

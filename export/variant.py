@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.classifier import Classifier
 from fer_export import card as cards
-from fer_export.convert import IO_TYPES, MODES, as_model_input, convert, float_ops_of
+from fer_export.convert import as_model_input, convert, float_ops_of
+from fer_export.formats import FORMAT, IO_TYPES, MODES
 from fer_export.model_file import CARD_FILE, LABELS_FILE, embed
-from fer_export.runtime import TFLiteRunner
-from fer_export.verify import TOLERANCES, Check, Tolerance, VerificationError, compare
+from fer_export.verify import Check, Tolerance, VerificationError, compare
 from fer_train.files import refuse_overwrite, write_bytes
 from fer_train.spec import CHANNELS, CLASSES, IMAGE_SIZE
 
@@ -140,8 +141,8 @@ def build_variant(
         raise ExportError(f"unknown input/output type {io_type!r}: use one of {', '.join(IO_TYPES)}")
     check_model(keras_model, labels)
     rep = check_images(rep_images, "the representative dataset")
-    if mode == "int8" and rep is None:
-        raise ExportError("int8 needs a representative dataset (--rep-data)")
+    if FORMAT[mode].needs_rep_data and rep is None:
+        raise ExportError(f"{mode} needs a representative dataset (--rep-data)")
     verify = check_images(verify_images, "the verification data")
     if verify is None:
         verify = rep[:VERIFY_SAMPLES] if rep is not None else default_verify_images()
@@ -153,14 +154,14 @@ def build_variant(
 
     if converted is None:
         converted = convert(target, mode, None if rep is None else widen(rep), io_type)
-    runner = TFLiteRunner(converted)
+    runner = Classifier(converted, labels=labels)
     card = cards.model_card(
         name=name or keras_model.name,
         variant=mode,
         labels=labels,
         channels=channels,
-        input_dtype=runner.input_dtype,
-        output_dtype=runner.output_dtype,
+        input_dtype=runner.input_dtype.name,
+        output_dtype=runner.output_dtype.name,
         source=_source(keras_model, converted, mode, io_type, rep, mobile, source),
     )
     model = embed(
@@ -170,8 +171,8 @@ def build_variant(
     )
     # The check runs on the final bytes, metadata included, so a damaged rewrite cannot slip through.
     reference = keras_model.predict(as_model_input(verify), batch_size=256, verbose=0)
-    exported_probs = TFLiteRunner(model).predict(widen(verify))
-    check = compare(np.asarray(reference), exported_probs, tolerance or TOLERANCES[mode])
+    exported_probs = Classifier(model).predict(verify)
+    check = compare(np.asarray(reference), exported_probs, tolerance or FORMAT[mode].tolerance)
     result = Exported(mode, model, card, check, np.asarray(reference), exported_probs)
     if not check.passed:
         error = VerificationError(mode, check)
@@ -186,19 +187,18 @@ def _source(
     import tensorflow as tf
 
     float_ops = float_ops_of(converted) if mode == "int8" else {}
-    kept = ", ".join(f"{name} {n} op{'s' * (n > 1)}" for name, n in float_ops.items())
-    int8 = "full-integer" if not kept else f"integer ({kept} in float32)"
+    quantization = FORMAT[mode].quantization
+    if mode == "int8":
+        kept = ", ".join(f"{name} {n} op{'s' * (n > 1)}" for name, n in float_ops.items())
+        if kept:  # the file says what stayed float, whatever the table promised
+            quantization = quantization.replace("full-integer", f"integer ({kept} in float32)")
+        quantization += f", {io_type} input and output"
 
     source = {
         "keras_model": keras_model.name,
         "parameters": int(keras_model.count_params()),
         "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__})",
-        "quantization": {
-            "fp32": "none",
-            "fp16": "float16 weights",
-            "dynamic": "dynamic-range: int8 weights, activations quantized at run time",
-            "int8": f"{int8} post-training quantization, {io_type} input and output",
-        }[mode],
+        "quantization": quantization,
         "representative_samples": 0 if rep is None else int(len(rep)),
         "mobile_rgb": mobile,
     }

@@ -1,7 +1,8 @@
 """Check an exported model against the Keras model it came from, before it is written.
 
-Tolerances are per variant, because each quantization scheme has its own expected error: fp32 must
-match to rounding, fp16 to half-precision weights, and the integer variants to their 8-bit grid.
+Tolerances are per variant (in fer_export.formats), because each quantization scheme has its own
+expected error: fp32 must match to rounding, fp16 to half-precision weights, and the integer variants
+to their 8-bit grid.
 A check compares probabilities (mean absolute difference) and top-1 predictions (agreement rate); a
 top-1 flip only counts where the float model was clear about its answer, because quantization
 noise legitimately flips near-ties.
@@ -19,14 +20,6 @@ class Tolerance:
     mean_abs: float  # mean |p_tflite - p_keras| over all probabilities
     agreement: float  # minimal top-1 agreement on the faces the float model is clear about
     margin: float = 0.1  # "clear": the float model's top-1 beats its runner-up by at least this much
-
-
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(mean_abs=1e-4, agreement=0.99),
-    "fp16": Tolerance(mean_abs=5e-3, agreement=0.97),
-    "dynamic": Tolerance(mean_abs=0.03, agreement=0.90),
-    "int8": Tolerance(mean_abs=0.05, agreement=0.85),
-}
 
 
 @dataclass

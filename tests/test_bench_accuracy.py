@@ -116,7 +116,7 @@ def test_peer_is_scored_on_the_same_faces_against_its_own_float_model(models, ti
 def test_peer_preprocessing_is_fers_own():
     """Our adapter feeds the peer's model what fer.FER.detect_emotions feeds it: 64x64, (x/255-0.5)*2."""
     faces = np.array([[[0, 255] * 24] * 48], dtype=np.uint8)
-    x = peer.PeerClassifier.preprocess(faces)
+    x = peer.preprocess(faces)
     assert x.shape == (1, 64, 64, 1) and x.dtype == np.float32
     assert x.min() == pytest.approx(-1.0) and x.max() == pytest.approx(1.0)
     probs = peer.open_peer(peer.find_peer("fer")[0]).predict(np.zeros((3, 48, 48), np.uint8))

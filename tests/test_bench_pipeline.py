@@ -53,11 +53,38 @@ def test_pipeline_times_every_stage(clip, shared, tmp_path):
     for s in STAGES:
         m = r["stages_ms"][s]
         assert 0 <= m["min"] <= m["p50"] <= m["p90"] <= m["max"]
-    assert r["fps"] > 0
+    assert r["fps"] > 0 and r["detections"] == FRAMES
     rep = run_cli("report", "--out", str(tmp_path))
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "report.md").read_text()
     assert "## Pipeline" in md and "pipeline.png" in md and (tmp_path / "pipeline.png").is_file()
+
+
+def test_detect_every_runs_the_live_loops_tracking(clip, shared, tmp_path):
+    """With --detect-every 3 the detector runs on every third frame and fer-edge run's tracker carries
+    the two faces through the frames in between."""
+    proc = run_cli(
+        "pipeline",
+        "--source",
+        str(clip),
+        "-m",
+        str(tiny_models()["int8"]),
+        *detector_args(shared),
+        "--max-frames",
+        str(FRAMES),
+        "--warmup",
+        "2",
+        "--detect-every",
+        "3",
+        "--out",
+        str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = read_json(tmp_path / "pipeline.json")
+    (r,) = doc["results"]
+    assert doc["settings"]["detect_every"] == 3
+    assert r["detections"] == 2  # frames 3 and 6 of the timed frames 2-7
+    assert r["faces_per_frame"] == pytest.approx(2.0)
 
 
 def test_bad_sources_end_in_one_error_line(clip, shared, tmp_path):

@@ -13,9 +13,9 @@ import pytest
 from export_helpers import tiny_model_path, wrong_input_model_path
 from typer.testing import CliRunner
 
+from fer_edge.classifier import Classifier
 from fer_export import litert_quantizer, read_card
 from fer_export.cli import app
-from fer_export.runtime import TFLiteRunner
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -124,7 +124,7 @@ def test_both_int8_quantizers_are_exported_and_compared(exported):
     litert = next(v for v in report["variants"] if v["file"] == "fer_cnn_int8_litert.tflite")
     assert litert["comparison_only"] and litert["quantizer"] == "litert"
     if litert["status"] == "ok":
-        runner = TFLiteRunner((out / "fer_cnn_int8_litert.tflite").read_bytes())
+        runner = Classifier((out / "fer_cnn_int8_litert.tflite").read_bytes())
         assert runner.input_dtype == "int8"
     else:  # outside its tolerance on this tiny model: reported, not written, and not an export failure
         assert not (out / "fer_cnn_int8_litert.tflite").exists()
@@ -143,7 +143,7 @@ def test_force_overwrites(tmp_path):
     args = ["quantize", "--model", str(tiny_model_path()), "--mode", "fp32", "--out", str(tmp_path)]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
-    assert TFLiteRunner((tmp_path / "fer_cnn_fp32.tflite").read_bytes()).input_dtype == "float32"
+    assert Classifier((tmp_path / "fer_cnn_fp32.tflite").read_bytes()).input_dtype == "float32"
 
 
 def test_a_failed_variant_is_reported_and_not_written(tmp_path, tiny_folders):
@@ -291,3 +291,14 @@ def test_a_variant_that_loses_accuracy_on_the_eval_data_is_not_written(tmp_path,
     assert status["fp32"]["status"] == "ok" and (tmp_path / "fer_cnn_fp32.tflite").exists()
     assert status["fp16"]["status"] == "failed" and "points of accuracy" in status["fp16"]["error"]
     assert not (tmp_path / "fer_cnn_fp16.tflite").exists()
+
+
+def test_formats_table_lists_every_variant_quantize_writes():
+    from fer_export import MODES
+
+    result = CliRunner().invoke(app, ["formats", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["mode"] for r in rows] == list(MODES)
+    assert [r["mode"] for r in rows if r["rep_data"]] == ["int8"]  # the only calibrated variant
+    assert all(0 < r["max_accuracy_drop_pp"] <= 1 for r in rows)

@@ -21,8 +21,8 @@ import pytest
 from export_helpers import tiny_model
 
 from conftest import ROOT, synthetic_faces
+from fer_edge.classifier import Classifier
 from fer_export import export_variant
-from fer_export.runtime import TFLiteRunner
 from fer_train.spec import CLASSES
 
 MEDIAPIPE_PYTHON = os.environ.get("FER_MEDIAPIPE_PYTHON") or (
@@ -67,9 +67,9 @@ def test_mobile_variants_load_and_give_the_interpreter_scores(exported, variant)
     assert result["ok"], result
     # Category names come from labels.txt inside the model, via the output tensor's metadata.
     assert set(result["scores"]) == set(CLASSES)
-    expected = TFLiteRunner(paths[variant].read_bytes()).predict(
-        np.repeat(face[None, ..., None], 3, axis=-1)
-    )[0]
+    expected = Classifier(paths[variant].read_bytes()).predict(np.repeat(face[None, ..., None], 3, axis=-1))[
+        0
+    ]
     got = np.array([result["scores"][c] for c in CLASSES])
     assert np.abs(got - expected).max() < 1e-3
 

@@ -9,6 +9,7 @@ import pytest
 from export_helpers import tiny_model, wrong_input_model_path
 
 from conftest import synthetic_faces
+from fer_edge.classifier import Classifier
 from fer_export import (
     ExportError,
     VerificationError,
@@ -18,7 +19,6 @@ from fer_export import (
     read_metadata,
 )
 from fer_export.model_file import embed
-from fer_export.runtime import TFLiteRunner
 from fer_export.verify import Tolerance
 from fer_train.spec import CLASSES
 
@@ -59,11 +59,11 @@ def test_every_mode_converts_runs_and_describes_itself(tmp_path, model, faces, k
     )
     data = out.read_bytes()
 
-    runner = TFLiteRunner(data)
+    runner = Classifier(data)
     dtype, quant = EXPECTED_IO[(mode, io_type)]
     assert runner.input_dtype == dtype
     if quant is not None:  # the camera byte (minus 128 for int8) is the model input, no float preprocessing
-        scale, zero = runner.input["quantization"]
+        scale, zero = runner.input_quantization
         assert scale == pytest.approx(quant[0]) and zero == quant[1]
     probs = runner.predict(images)
     assert probs.shape == (len(images), len(CLASSES))
@@ -106,7 +106,7 @@ def test_every_mode_converts_runs_and_describes_itself(tmp_path, model, faces, k
 def test_int8_is_full_integer_and_the_card_lists_what_stays_float(tmp_path, model, faces, keras_probs):
     images, _ = faces
     out = export_variant(model, "int8", tmp_path / "m.tflite", rep_images=images)
-    runner = TFLiteRunner(out.read_bytes())
+    runner = Classifier(out.read_bytes())
     assert runner.input_dtype == runner.output_dtype == "int8"  # the camera byte in, int8 out
     assert (runner.predict(images).argmax(1) == keras_probs.argmax(1)).mean() >= 0.85
     source = read_card(out)["source"]
@@ -119,7 +119,7 @@ def test_int8_is_full_integer_and_the_card_lists_what_stays_float(tmp_path, mode
 def test_mobile_variant_takes_rgb_and_matches_the_gray_model(tmp_path, model, faces, keras_probs):
     images, _ = faces
     out = export_variant(model, "fp32", tmp_path / "rgb.tflite", mobile=True)
-    runner = TFLiteRunner(out.read_bytes())
+    runner = Classifier(out.read_bytes())
     assert runner.channels == 3
     rgb = np.repeat(images[..., None], 3, axis=-1)
     assert np.abs(runner.predict(rgb) - keras_probs).max() < 1e-4
@@ -229,6 +229,7 @@ def test_buffers_stored_after_the_flatbuffer_survive_embedding(tmp_path, model, 
     from fer_export.convert import convert
 
     external = _with_external_buffer(convert(model, "fp32"))
-    assert np.abs(TFLiteRunner(external).predict(images) - keras_probs).max() < 1e-4  # the layout is valid
+    # The layout is valid:
+    assert np.abs(Classifier(external, labels=CLASSES).predict(images) - keras_probs).max() < 1e-4
     embedded = embed(external, b"\x08\x00\x00\x00M001\x00\x00\x00\x00", {"labels.txt": b"x\n"})
-    assert np.abs(TFLiteRunner(embedded).predict(images) - keras_probs).max() < 1e-4
+    assert np.abs(Classifier(embedded, labels=CLASSES).predict(images) - keras_probs).max() < 1e-4

@@ -295,8 +295,16 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
     assert rows[0]["int8_p50_ms"] > 0 and rows[0]["macs_per_face"] > 0
     assert round((out / "cnn" / "model_int8.tflite").stat().st_size / 1024) == rows[0]["int8_kib"]
     assert "| int8 size | int8 p50, 1 thread |" in (out / "comparison.md").read_text()
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="--budget-minutes"):
         compare(tiny_folders, ["cnn"], None, out, log=lambda m: None)
+    # A finished run (here the same one, reused) adds its row as trained, for reference.
+    rows = compare(
+        tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=1, reference=out / "cnn"
+    )
+    assert len(rows) == 2 and "reference" in rows[1]["arch"] and rows[1]["accuracy"] == rows[0]["accuracy"]
+    with pytest.raises(ValueError, match="not a finished run"):
+        compare(tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=1, reference=tmp_path)
 
 
 def test_fer_train_says_one_line_without_tensorflow_chatter(tmp_path):

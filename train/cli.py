@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from fer_edge.cli_errors import fail, guarded
 from fer_train.balance import METHODS
 from fer_train.models import DEFAULT_MODEL, MODELS
 
@@ -36,31 +37,16 @@ def _log(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 def _guarded(run):
-    """Run a command, turning every expected failure into one line and a non-zero exit."""
+    from fer_train.backend import import_keras
+
+    import_keras()  # TensorFlow's start-up chatter is silenced before anything imports it
     from fer_train.balance import BalanceError
     from fer_train.data import DataError
+    from fer_train.fit import TrainError
 
-    try:
-        from fer_train.backend import import_keras
-
-        import_keras()
-        return run()
-    except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to resume from the last finished epoch", 130)
-    except (DataError, BalanceError, FileExistsError, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
-    except Exception as e:  # noqa: BLE001 - training errors named by type, a traceback helps no user
-        from fer_train.fit import TrainError
-
-        if isinstance(e, TrainError):
-            _fail(str(e))
-        raise
+    interrupted = "interrupted; run the same command again to resume from the last finished epoch"
+    return guarded(run, (DataError, BalanceError, TrainError), interrupted)
 
 
 @app.command()
@@ -135,9 +121,9 @@ def fit(
     }
     options = {k: v for k, v in {"width": width, "weights": weights}.items() if v is not None}
     if balance is not None and balance not in METHODS:
-        _fail(f"unknown --balance {balance!r}: use one of {', '.join(METHODS)}")
+        fail(f"unknown --balance {balance!r}: use one of {', '.join(METHODS)}")
     if weights and not Path(weights).is_file():
-        _fail(f"{weights}: no such weights file")
+        fail(f"{weights}: no such weights file")
 
     def run():
         from fer_train.fit import fit as run_fit  # imports TensorFlow: only after _guarded silenced it
@@ -205,11 +191,23 @@ def compare(
     limit: int = typer.Option(
         None, help="Train and validate each on at most this many faces (quick trials)."
     ),
+    reference: Path = typer.Option(
+        None,
+        "--reference",
+        help="A finished run folder (e.g. runs/fer_res) whose row is added as trained, for reference.",
+    ),
     force: bool = typer.Option(
         False, "--force", help="Retrain architectures that already have a finished run."
     ),
 ) -> None:
-    """Train each architecture under the same budget and write one comparison table (Markdown and JSON)."""
+    """Train each architecture under the same budget and write one comparison table and plot.
+
+    Every architecture gets the same data, augmentation, validation split and recipe (Adam, learning
+    rate halved on plateaus); with --budget-minutes each trains until its training time would pass
+    the budget and keeps its best epoch. Each is then exported to int8 and timed on one thread.
+    Writes comparison.md, comparison.json and comparison.png into --out; an interrupted comparison
+    resumes with the same command.
+    """
     names = [a.strip() for a in archs.split(",") if a.strip()]
 
     def run():
@@ -225,6 +223,7 @@ def compare(
             force=force,
             log=_log,
             budget_minutes=budget_minutes,
+            reference=reference,
         )
 
     _guarded(run)

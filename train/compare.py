@@ -23,9 +23,11 @@ def compare(
     force: bool = False,
     log=print,
     budget_minutes: float | None = None,
+    reference: Path | None = None,
 ) -> list[dict]:
     """Train each architecture with one recipe for `epochs`, or until `budget_minutes` of training time
-    (then its best epoch is kept): an equal compute budget is the fair comparison on one machine."""
+    (then its best epoch is kept): an equal compute budget is the fair comparison on one machine.
+    `reference`, a finished run folder (the default model's), adds its row as it was trained."""
     from fer_train.models import MODELS
 
     if not epochs and not budget_minutes:
@@ -35,6 +37,8 @@ def compare(
         raise ValueError(
             f"unknown architecture(s) {', '.join(unknown) or '(none given)'}: use {', '.join(MODELS)}"
         )
+    if reference is not None and not (Path(reference) / "metrics.json").is_file():
+        raise ValueError(f"--reference {reference}: not a finished run folder (no metrics.json)")
     rows = []
     for arch in archs:
         run = Path(out) / arch
@@ -59,45 +63,48 @@ def compare(
                 limit=limit,
                 val_limit=limit,  # a quick trial is quick end to end
                 patience=epochs or 1000,
-                command=f"fer-train compare --archs {arch} --epochs {epochs} "
-                f"--budget-minutes {budget_minutes}",
+                command=f"fer-train compare --archs {arch} "
+                + (f"--budget-minutes {budget_minutes:g}" if budget_minutes else f"--epochs {epochs}"),
             )
             metrics = fit(cfg, run, force=force, log=log)
-        int8 = _int8_figures(run, data, limit)
-        rows.append(
-            {
-                "arch": arch,
-                **int8,
-                "split": metrics["split"],
-                "accuracy": metrics["accuracy"],
-                "flip_tta_accuracy": metrics["flip_tta_accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "parameters": metrics["parameters"],
-                "macs_per_face": metrics.get("macs_per_face"),
-                "epochs": metrics["epochs"],
-                "seconds_per_epoch": metrics["seconds_per_epoch"],
-                "train_minutes": round(metrics["train_seconds"] / 60, 1),
-                "images_per_second": round(
-                    metrics["epochs"] * metrics.get("train_samples", 0) / max(1e-9, metrics["train_seconds"]),
-                    1,
-                ),
-            }
-        )
+        rows.append(_row(arch, run, metrics, data, limit))
+    if reference is not None:
+        metrics = json.loads((Path(reference) / "metrics.json").read_text())
+        name = f"{metrics.get('model_name') or Path(reference).name} (reference: its own recipe)"
+        rows.append(_row(name, Path(reference), metrics, data, limit, write_int8=False))
     write_json(Path(out) / "comparison.json", rows)
     write_text(Path(out) / "comparison.md", to_markdown(rows))
+    _plot(rows, Path(out) / "comparison.png", log)
     log(to_markdown(rows))
     return rows
 
 
-def _int8_figures(run: Path, data, limit: int | None) -> dict:
+def _row(arch: str, run: Path, metrics: dict, data, limit: int | None, write_int8: bool = True) -> dict:
+    return {
+        "arch": arch,
+        **_int8_figures(run, data, limit, write_int8),
+        "split": metrics["split"],
+        "accuracy": metrics["accuracy"],
+        "flip_tta_accuracy": metrics["flip_tta_accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "parameters": metrics["parameters"],
+        "macs_per_face": metrics.get("macs_per_face"),
+        "epochs": metrics["epochs"],
+        "seconds_per_epoch": metrics["seconds_per_epoch"],
+        "train_minutes": round(metrics["train_seconds"] / 60, 1),
+        "images_per_second": round(
+            metrics["epochs"] * metrics.get("train_samples", 0) / max(1e-9, metrics["train_seconds"]),
+            1,
+        ),
+    }
+
+
+def _int8_figures(run: Path, data, limit: int | None, write: bool = True) -> dict:
     """What the architecture costs on a device: its best model exported to int8 by fer-export (200
     calibration faces) and timed, one face per call on one thread, through fer-edge's classifier."""
-    import time
-
-    import numpy as np
-
     from fer_edge.classifier import Classifier
     from fer_export import VerificationError, build_variant, load_keras_model
+    from fer_export.quantize import latency_ms
     from fer_export.representative import stratified_indices
     from fer_train.data import load
     from fer_train.files import write_bytes
@@ -106,24 +113,44 @@ def _int8_figures(run: Path, data, limit: int | None) -> dict:
     faces = train.images[stratified_indices(train.labels, min(200, limit or 200), 0)]
     try:
         exported = build_variant(load_keras_model(run / "model.keras"), "int8", faces)
-    except (
-        VerificationError
-    ) as e:  # an under-trained model may miss int8's tolerance; it still costs the same
+    except VerificationError as e:  # an under-trained model may miss int8's tolerance; same cost
         exported = e.exported
-    path = write_bytes(run / "model_int8.tflite", exported.model)
-    classifier = Classifier(path, threads=1)
-    face = faces[:1]
-    for _ in range(20):
-        classifier.predict(face)
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        classifier.predict(face)
-        times.append(time.perf_counter() - start)
+    if write:  # the model timed, for the user to run (a reference run's folder is left as it is)
+        write_bytes(run / "model_int8.tflite", exported.model)
+    latency = latency_ms(Classifier(exported.model, threads=1), faces[0], runs=500, warmup=50, budget=30)
     return {
         "int8_kib": round(len(exported.model) / 1024),
-        "int8_p50_ms": round(1000 * float(np.median(times)), 3),
+        "int8_p50_ms": round(latency["median_ms"], 3),
     }
+
+
+def _plot(rows: list[dict], path: Path, log) -> None:
+    """Accuracy and macro-F1 per architecture, beside int8 latency: what the budget bought."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("note: matplotlib is not installed; comparison.png not drawn")
+        return
+    from fer_train.files import atomic_write
+
+    names = [r["arch"].replace(" (", "\n(") for r in rows]
+    x = range(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    width = 0.4
+    left.bar([i - width / 2 for i in x], [100 * r["accuracy"] for r in rows], width, label="accuracy %")
+    left.bar([i + width / 2 for i in x], [100 * r["macro_f1"] for r in rows], width, label="macro-F1 x100")
+    left.set_xticks(list(x), names, fontsize=8)
+    left.set_title(f"On {rows[0]['split']} after an equal training budget")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, frameon=False)
+    right.bar(list(x), [r["int8_p50_ms"] for r in rows], 0.6, color="tab:gray")
+    right.set_xticks(list(x), names, fontsize=8)
+    right.set_ylabel("ms per face")
+    right.set_title("int8 p50 latency, 1 thread")
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
 
 
 def to_markdown(rows: list[dict]) -> str:

@@ -1,0 +1,42 @@
+"""How every CLI of the toolkit ends on a failure the user can fix: one `error:` line, exit status 2.
+
+fer-train, fer-export, fer-bench and fer-edge all run their commands through `guarded`, each naming
+its own error types and what Ctrl-C leaves behind. A traceback is left only for a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import typer
+
+from fer_edge.errors import EdgeError
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.secho("error:", fg="red", err=True, nl=False)
+    typer.echo(f" {message}", err=True)
+    raise typer.Exit(code)
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def guarded(
+    action: Callable[[], T], errors: tuple[type[BaseException], ...] = (), interrupted: str = "interrupted"
+) -> T:
+    """Run a command. `errors` (and the toolkit's EdgeError, an existing output, a bad value) become one
+    line; any other OSError names its file; Ctrl-C says `interrupted` and exits 130."""
+    try:
+        return action()
+    except KeyboardInterrupt:
+        fail(interrupted, 130)
+    except (*errors, EdgeError, FileExistsError, ValueError) as err:
+        fail(first_line(err))
+    except OSError as err:
+        fail(f"{err.filename or ''}: {err.strerror or err}".lstrip(": "))
