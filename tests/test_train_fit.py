@@ -319,3 +319,37 @@ def test_fer_train_says_one_line_without_tensorflow_chatter(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: /dev/null: not a file or folder (--data takes the FER2013 CSV or image folders)"
     ]
+
+
+def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_path):
+    """The training targets are the teacher's probabilities mixed with the labels as --distill says
+    (1: the teacher's answers alone), and the run records its teacher."""
+    import keras
+
+    from fer_train import data as fer_data
+    from fer_train.fit import _targets
+
+    fit(tiny_cfg(tiny_folders, epochs=2, augment=False), tmp_path / "teacher", log=lambda m: None)
+    teacher_path = tmp_path / "teacher" / "model.keras"
+    train = fer_data.load(tiny_folders, "train")
+    teacher_probs = keras.models.load_model(teacher_path).predict(
+        train.images[..., None].astype("float32"), verbose=0
+    )
+    cfg = tiny_cfg(tiny_folders, teacher=str(teacher_path), distill=1.0)
+    assert np.allclose(_targets(cfg, train, lambda m: None), teacher_probs, atol=1e-5)
+    half = _targets(tiny_cfg(tiny_folders, teacher=str(teacher_path), distill=0.5), train, lambda m: None)
+    onehot = np.eye(7)[train.labels]
+    assert np.allclose(half, 0.5 * onehot + 0.5 * teacher_probs, atol=1e-5)
+    assert np.allclose(_targets(tiny_cfg(tiny_folders), train, lambda m: None), onehot)
+
+    fit(cfg, tmp_path / "student", log=lambda m: None)
+    config = json.loads((tmp_path / "student" / "config.json").read_text())["fit"]
+    assert config["teacher"] == str(teacher_path) and config["distill"] == 1.0
+
+
+def test_distillation_without_its_teacher_is_refused_before_training(tiny_folders, tmp_path):
+    with pytest.raises(TrainError, match="no such file"):
+        fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "none.keras"), distill=0.5), tmp_path / "r")
+    with pytest.raises(TrainError, match="needs a teacher"):
+        fit(tiny_cfg(tiny_folders, distill=0.5), tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -75,6 +75,12 @@ def fit(
         None, "--class-weight/--no-class-weight", help="Weight the loss by inverse class frequency."
     ),
     label_smoothing: float = typer.Option(None, min=0.0, max=0.5),
+    teacher: Path = typer.Option(
+        None, help="Distil from this trained .keras model (e.g. runs/fer_res/model.keras)."
+    ),
+    distill: float = typer.Option(
+        None, min=0.0, max=1.0, help="The teacher's share of each training target (the rest: the label)."
+    ),
     augment: bool = typer.Option(None, help="Random flip, rotation, shift, zoom, brightness (and erasing)."),
     erasing: float = typer.Option(None, min=0.0, max=1.0, help="Probability of random erasing per face."),
     width: float = typer.Option(None, min=0.1, help="cnn only: filter-count multiplier."),
@@ -108,6 +114,8 @@ def fit(
         "balance": balance,
         "class_weight": class_weight,
         "label_smoothing": label_smoothing,
+        "teacher": str(teacher) if teacher else None,
+        "distill": distill,
         "augment": augment,
         "erasing": erasing,
         "patience": patience,

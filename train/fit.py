@@ -77,6 +77,10 @@ class FitConfig:
     balance: str = "none"
     class_weight: bool = False
     label_smoothing: float = 0.0
+    # Distillation: the training target is (1 - distill) x the one-hot label + distill x the teacher's
+    # probabilities for the face (a trained .keras model, run once on the unaugmented faces).
+    teacher: str | None = None
+    distill: float = 0.0
     augment: bool = True
     erasing: float = 0.0
     train_split: str = "train"
@@ -120,6 +124,14 @@ def _check_settings(cfg: FitConfig) -> None:
         raise TrainError(f"unknown schedule {cfg.schedule!r}: use {', '.join(SCHEDULES)}")
     if cfg.model not in MODELS:
         raise TrainError(f"unknown model {cfg.model!r}: use one of {', '.join(MODELS)}")
+    if not 0.0 <= cfg.distill <= 1.0:
+        raise TrainError(f"--distill {cfg.distill}: the teacher's share of the target is between 0 and 1")
+    if cfg.distill > 0 and not cfg.teacher:
+        raise TrainError("--distill needs a teacher: pass --teacher MODEL.keras")
+    if cfg.distill > 0 and not Path(cfg.teacher).is_file():
+        raise TrainError(
+            f"teacher {cfg.teacher}: no such file; train it first (its run's model.keras) or pass --teacher"
+        )
 
 
 def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
@@ -230,6 +242,22 @@ def _counts(labels: np.ndarray) -> str:
     return "(" + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)) + ")"
 
 
+def _targets(cfg: FitConfig, train: fer_data.Dataset, log) -> np.ndarray:
+    """Each training face's target: its one-hot label, mixed with the teacher's probabilities when
+    distilling. The teacher sees the unaugmented face once; its answer is deterministic, so a resumed
+    run trains on the same targets."""
+    onehot = keras.utils.to_categorical(train.labels, len(CLASSES)).astype(np.float32)
+    if cfg.distill <= 0:
+        return onehot
+    from fer_train.evaluate import predict_probs
+
+    teacher = load_model(cfg.teacher)
+    probs = predict_probs(teacher, train.images).astype(np.float32)
+    agree = float((probs.argmax(1) == train.labels).mean())
+    log(f"teacher {cfg.teacher}: agrees with {agree:.1%} of the training labels; distill {cfg.distill:g}")
+    return (1.0 - cfg.distill) * onehot + cfg.distill * probs
+
+
 def _validation_data(images: np.ndarray, labels: np.ndarray, cfg: FitConfig):
     import tensorflow as tf
 
@@ -247,7 +275,7 @@ class TrainingData:
     parallel, because parallel calls would draw from the shared streams in a racy order.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, cfg: FitConfig):
+    def __init__(self, images: np.ndarray, targets: np.ndarray, cfg: FitConfig):
         import tensorflow as tf
 
         from fer_train.augment import build_augmenter
@@ -257,8 +285,8 @@ class TrainingData:
             build_augmenter(AugmentConfig(erasing=cfg.erasing), cfg.seed) if cfg.augment else None
         )
         x = tf.constant(images[..., None])  # uint8: a quarter of the memory of float32
-        y = tf.constant(keras.utils.to_categorical(labels, len(CLASSES)).astype(np.float32))
-        seed, n = cfg.seed, len(labels)
+        y = tf.constant(targets.astype(np.float32))
+        seed, n = cfg.seed, len(targets)
 
         def epoch_order(_):
             keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), self.epoch]))
@@ -355,7 +383,7 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, log) -> No
     resume = ResumeCheckpoint(
         out, state, *callbacks, patience=cfg.patience, budget_minutes=cfg.budget_minutes
     )
-    data = TrainingData(train.images, train.labels, cfg)
+    data = TrainingData(train.images, _targets(cfg, train, log), cfg)
     weights = class_weights(train.labels) if cfg.class_weight else None
     if weights:
         log("class weights: " + ", ".join(f"{CLASSES[c]} {w:.2f}" for c, w in weights.items()))
