@@ -8,15 +8,15 @@ from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent
 
-# name -> file; "default" is what runs when no model is named. Until the fer_res run finishes, the
-# default is the nano model (models/README.md).
+# name -> file; "default" is what runs when no model is named (models/README.md).
 SHIPPED: dict[str, str] = {
-    "default": "fer_nano_int8.tflite",
-    "fp16": "fer_nano_fp16.tflite",
+    "default": "fer_res_int8.tflite",
+    "fp16": "fer_res_fp16.tflite",
     "nano": "fer_nano_int8.tflite",
     "nano-fp16": "fer_nano_fp16.tflite",
     # For MediaPipe Tasks' ImageClassifier (Android, iOS): RGB input, uint8.
-    "app": "fer_nano_int8_rgb.tflite",
+    "app": "fer_res_int8_rgb.tflite",
+    "nano-app": "fer_nano_int8_rgb.tflite",
 }
 DEFAULT_MODEL = MODELS_DIR / SHIPPED["default"]
 FLOAT16_MODEL = MODELS_DIR / SHIPPED["fp16"]

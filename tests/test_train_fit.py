@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 
+import h5py
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -64,6 +67,8 @@ def test_one_epoch_of_each_architecture_writes_a_complete_run(tiny_folders, tmp_
     assert config["labels"][3] == "happy" and config["input"]["range"] == [0, 255]
     model = keras.models.load_model(out / "model.keras")
     assert model.input_shape == (None, 48, 48, 1)
+    with zipfile.ZipFile(out / "model.keras") as saved:  # weights only, no optimizer state
+        assert "optimizer" not in h5py.File(io.BytesIO(saved.read("model.weights.h5")), "r")
     probs = model.predict(np.full((2, 48, 48, 1), 255.0, np.float32), verbose=0)
     assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1.0, atol=1e-4)
 
