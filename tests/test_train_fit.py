@@ -357,4 +357,6 @@ def test_distillation_without_its_teacher_is_refused_before_training(tiny_folder
         fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "none.keras"), distill=0.5), tmp_path / "r")
     with pytest.raises(TrainError, match="needs a teacher"):
         fit(tiny_cfg(tiny_folders, distill=0.5), tmp_path / "r")
+    with pytest.raises(TrainError, match="needs --distill"):  # a teacher given but never used
+        fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "none.keras")), tmp_path / "r")
     assert not (tmp_path / "r").exists()

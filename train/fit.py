@@ -128,6 +128,8 @@ def _check_settings(cfg: FitConfig) -> None:
         raise TrainError(f"--distill {cfg.distill}: the teacher's share of the target is between 0 and 1")
     if cfg.distill > 0 and not cfg.teacher:
         raise TrainError("--distill needs a teacher: pass --teacher MODEL.keras")
+    if cfg.teacher and cfg.distill == 0:
+        raise TrainError("--teacher needs --distill A: the teacher's share of each target, e.g. 0.5")
     if cfg.distill > 0 and not Path(cfg.teacher).is_file():
         raise TrainError(
             f"teacher {cfg.teacher}: no such file; train it first (its run's model.keras) or pass --teacher"
