@@ -10,12 +10,12 @@ MODELS_DIR = Path(__file__).resolve().parent
 
 # name -> file; "default" is what runs when no model is named (models/README.md).
 SHIPPED: dict[str, str] = {
-    "default": "fer_res_int8.tflite",
-    "fp16": "fer_res_fp16.tflite",
+    "default": "fer_res_l_int8.tflite",
+    "fp16": "fer_res_l_fp16.tflite",
     "nano": "fer_nano_int8.tflite",
     "nano-fp16": "fer_nano_fp16.tflite",
     # For MediaPipe Tasks' ImageClassifier (Android, iOS): RGB input, uint8.
-    "app": "fer_res_int8_rgb.tflite",
+    "app": "fer_res_l_int8_rgb.tflite",
     "nano-app": "fer_nano_int8_rgb.tflite",
 }
 DEFAULT_MODEL = MODELS_DIR / SHIPPED["default"]

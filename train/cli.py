@@ -76,7 +76,7 @@ def fit(
     ),
     label_smoothing: float = typer.Option(None, min=0.0, max=0.5),
     teacher: Path = typer.Option(
-        None, help="Distil from this trained .keras model (e.g. runs/fer_res/model.keras)."
+        None, help="Distil from this trained .keras model (e.g. runs/fer_res_l/model.keras)."
     ),
     distill: float = typer.Option(
         None, min=0.0, max=1.0, help="The teacher's share of each training target (the rest: the label)."
@@ -101,7 +101,7 @@ def fit(
 ) -> None:
     """Train a registered model with its recipe; run the same command again to resume after a stop.
 
-    `fer-train fit --model fer_res --data ../shared/fer2013 --out runs/fer_res` reproduces the shipped
+    `fer-train fit --model fer_res_l --data ../shared/fer2013 --out runs/fer_res_l` reproduces the shipped
     default model.
     """
     given = {
