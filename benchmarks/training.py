@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-# The models worth comparing on a CPU: the two shipped ones, the seed network and the two references.
+# The models worth comparing on a CPU: the shipped ones, the previous default, the seed network and the
+# two references.
 DEFAULT_VARIANTS = "fer_res_l,fer_res,fer_nano,cnn,vgg16,inceptionv3"
 
 
