@@ -37,8 +37,8 @@ SOURCE_HELP = (
     "image, or folder of images."
 )
 MODEL_HELP = (
-    "FER .tflite to run, or a shipped model's name: default (the default), nano (fastest), fp16, "
-    "nano-fp16, app, nano-app."
+    "FER .tflite to run, or a shipped model's name: default (the most accurate), small (faster and more "
+    "accurate than the fer package's model), nano (the fastest), fp16, nano-fp16, app, small-app, nano-app."
 )
 DETECTOR_HELP = (
     "Face detector: mediapipe (MediaPipe Tasks), blazeface (the same model through LiteRT, decoded here), "

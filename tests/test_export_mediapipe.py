@@ -80,14 +80,15 @@ def test_grayscale_models_are_refused_for_their_colour_space(exported):
     assert not results[str(paths["int8_gray"])]["ok"]
 
 
-def test_the_shipped_app_model_gives_the_runtime_labels_on_held_out_faces(shared, tmp_path):
-    """The app variant in models/ loads in ImageClassifier and labels PublicTest faces as fer-edge does."""
+@pytest.mark.parametrize("app, gray", [("app", "default"), ("small-app", "small"), ("nano-app", "nano")])
+def test_the_shipped_app_models_give_the_runtime_labels_on_held_out_faces(shared, tmp_path, app, gray):
+    """Each app variant in models/ loads in ImageClassifier and labels PublicTest faces as fer-edge does."""
     import cv2
 
     import fer_models
     from fer_edge.classifier import Classifier
 
-    app, default = fer_models.shipped("app"), fer_models.shipped("default")
+    app, default = fer_models.shipped(app), fer_models.shipped(gray)
     if app is None or default is None:
         pytest.skip("no shipped models")
     faces = np.stack(

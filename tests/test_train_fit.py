@@ -295,7 +295,7 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
     # A budget shorter than one epoch: each architecture trains one epoch, then stops for good.
     rows = compare(tiny_folders, ["cnn"], None, out, batch_size=16, log=lambda m: None, budget_minutes=0.001)
     state = json.loads((out / "cnn" / "checkpoint" / "state.json").read_text())
-    assert state["epoch"] == 1 and state["stopped"]
+    assert state["epoch"] == 1 and state["stopped"] == "budget"
     assert rows[0]["epochs"] == 1 and rows[0]["images_per_second"] > 0
     assert rows[0]["int8_p50_ms"] > 0 and rows[0]["macs_per_face"] > 0
     assert round((out / "cnn" / "model_int8.tflite").stat().st_size / 1024) == rows[0]["int8_kib"]
@@ -303,13 +303,18 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="--budget-minutes"):
         compare(tiny_folders, ["cnn"], None, out, log=lambda m: None)
-    # A finished run (here the same one, reused) adds its row as trained, for reference.
+    # A finished run (here the same one, reused at the same budget) adds its row as trained, for reference.
     rows = compare(
-        tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=1, reference=out / "cnn"
+        tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=0.001, reference=out / "cnn"
     )
     assert len(rows) == 2 and "reference" in rows[1]["arch"] and rows[1]["accuracy"] == rows[0]["accuracy"]
+    assert rows[0]["epochs"] == 1
     with pytest.raises(ValueError, match="not a finished run"):
         compare(tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=1, reference=tmp_path)
+    # A larger budget trains the same run on from its checkpoint (here up to an epoch cap of 2).
+    rows = compare(tiny_folders, ["cnn"], 2, out, batch_size=16, log=lambda m: None, budget_minutes=1)
+    history = (out / "cnn" / "history.csv").read_text().splitlines()
+    assert rows[0]["epochs"] == 2 and len(history) == 3 and history[1].startswith("1,")
 
 
 def test_fer_train_says_one_line_without_tensorflow_chatter(tmp_path):
@@ -327,8 +332,8 @@ def test_fer_train_says_one_line_without_tensorflow_chatter(tmp_path):
 
 
 def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_path):
-    """The training targets are the teacher's probabilities mixed with the labels as --distill says
-    (1: the teacher's answers alone), and the run records its teacher."""
+    """The training targets are the teacher's probabilities (on the face and its mirror image) mixed
+    with the labels as --distill says (1: the teacher's answers alone), and the run records its teacher."""
     import keras
 
     from fer_train import data as fer_data
@@ -337,9 +342,9 @@ def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_pat
     fit(tiny_cfg(tiny_folders, epochs=2, augment=False), tmp_path / "teacher", log=lambda m: None)
     teacher_path = tmp_path / "teacher" / "model.keras"
     train = fer_data.load(tiny_folders, "train")
-    teacher_probs = keras.models.load_model(teacher_path).predict(
-        train.images[..., None].astype("float32"), verbose=0
-    )
+    teacher, faces = keras.models.load_model(teacher_path), train.images[..., None].astype("float32")
+    # The teacher answers for each face and its mirror image: a flipped face gets the same target.
+    teacher_probs = (teacher.predict(faces, verbose=0) + teacher.predict(faces[:, :, ::-1], verbose=0)) / 2
     cfg = tiny_cfg(tiny_folders, teacher=str(teacher_path), distill=1.0)
     assert np.allclose(_targets(cfg, train, lambda m: None), teacher_probs, atol=1e-5)
     half = _targets(tiny_cfg(tiny_folders, teacher=str(teacher_path), distill=0.5), train, lambda m: None)

@@ -214,7 +214,8 @@ def compare(
     rate halved on plateaus); with --budget-minutes each trains until its training time would pass
     the budget and keeps its best epoch. Each is then exported to int8 and timed on one thread.
     Writes comparison.md, comparison.json and comparison.png into --out; an interrupted comparison
-    resumes with the same command.
+    resumes with the same command, and a larger --budget-minutes trains finished runs on from where
+    they stopped.
     """
     names = [a.strip() for a in archs.split(",") if a.strip()]
 

@@ -1,7 +1,8 @@
 """`fer-train compare`: every architecture trained under the same budget, one table.
 
-Each architecture gets its own run folder, so an interrupted comparison resumes like any run, and a
-finished one is reused rather than retrained.
+Each architecture gets its own run folder, so an interrupted comparison resumes like any run, a
+finished one is reused rather than retrained, and one given a larger budget trains on from where it
+stopped.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 from pathlib import Path
 
 from fer_train.files import write_json, write_text
-from fer_train.fit import fit, recipe_config
+from fer_train.fit import can_continue, fit, recipe_config
 
 
 def compare(
@@ -40,32 +41,32 @@ def compare(
     if reference is not None and not (Path(reference) / "metrics.json").is_file():
         raise ValueError(f"--reference {reference}: not a finished run folder (no metrics.json)")
     rows = []
+    budget = f"{budget_minutes:g} minutes" if budget_minutes else f"{epochs} epochs"
     for arch in archs:
         run = Path(out) / arch
-        if (run / "metrics.json").exists() and not force:
+        # One recipe for every architecture (the seed's: Adam, learning rate halved on plateaus), so
+        # that only the architecture differs.
+        cfg = recipe_config(
+            arch,
+            str(data),
+            optimizer="adam",
+            learning_rate=1e-3,
+            weight_decay=0.0,
+            schedule="plateau",
+            epochs=epochs or 1000,
+            budget_minutes=budget_minutes,
+            batch_size=batch_size,
+            limit=limit,
+            val_limit=limit,  # a quick trial is quick end to end
+            patience=epochs or 1000,
+            command=f"fer-train compare --archs {arch} "
+            + (f"--budget-minutes {budget_minutes:g}" if budget_minutes else f"--epochs {epochs}"),
+        )
+        if (run / "metrics.json").exists() and not force and not can_continue(cfg, run):
             log(f"{arch}: reusing the finished run in {run}")
             metrics = json.loads((run / "metrics.json").read_text())
-        else:
-            budget = f"{budget_minutes:g} minutes" if budget_minutes else f"{epochs} epochs"
+        else:  # a new run, an interrupted one, or a finished one given a larger budget
             log(f"{arch}: training for {budget} in {run}")
-            # One recipe for every architecture (the seed's: Adam, learning rate halved on plateaus), so
-            # that only the architecture differs.
-            cfg = recipe_config(
-                arch,
-                str(data),
-                optimizer="adam",
-                learning_rate=1e-3,
-                weight_decay=0.0,
-                schedule="plateau",
-                epochs=epochs or 1000,
-                budget_minutes=budget_minutes,
-                batch_size=batch_size,
-                limit=limit,
-                val_limit=limit,  # a quick trial is quick end to end
-                patience=epochs or 1000,
-                command=f"fer-train compare --archs {arch} "
-                + (f"--budget-minutes {budget_minutes:g}" if budget_minutes else f"--epochs {epochs}"),
-            )
             metrics = fit(cfg, run, force=force, log=log)
         rows.append(_row(arch, run, metrics, data, limit))
     if reference is not None:

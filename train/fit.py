@@ -34,7 +34,7 @@ from fer_train.spec import CLASSES, INPUT_SPEC, OUTPUT_SPEC
 warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 
 # Settings that may differ between the first run and a resumed one without changing what is trained.
-RESUMABLE_CHANGES = {"epochs", "patience", "command"}
+RESUMABLE_CHANGES = {"epochs", "patience", "budget_minutes", "command"}
 # Files a run writes in its folder: the only ones --force removes.
 RUN_FILES = (
     "config.json",
@@ -78,7 +78,7 @@ class FitConfig:
     class_weight: bool = False
     label_smoothing: float = 0.0
     # Distillation: the training target is (1 - distill) x the one-hot label + distill x the teacher's
-    # probabilities for the face (a trained .keras model, run once on the unaugmented faces).
+    # probabilities for the face (a trained .keras model, run once on the unaugmented faces and mirrors).
     teacher: str | None = None
     distill: float = 0.0
     augment: bool = True
@@ -109,7 +109,8 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     _start_run_dir(cfg, out, force and not resuming)
     keras.utils.set_random_seed(cfg.seed)
     model, state = _model_and_state(cfg, out, steps_per_epoch=-(-len(train) // cfg.batch_size))
-    if not state.get("stopped") and state["epoch"] < cfg.epochs:
+    if _room_left(cfg, state):
+        state.pop("stopped", None)  # a larger budget: the run goes on
         _train(cfg, out, model, state, train, val, log)
     return _finish(cfg, out, train, val, log)
 
@@ -182,13 +183,29 @@ def _start_run_dir(cfg: FitConfig, out: Path, clear: bool) -> None:
 
 
 def _can_extend(cfg: FitConfig, out: Path) -> bool:
-    """A finished run continues when asked for more epochs than it ran, unless EarlyStopping ended it.
-    A cosine run cannot: its schedule was fixed by its length."""
+    """A finished run continues when given more epochs than it ran or a larger training-time budget
+    than the one it used up, unless EarlyStopping ended it. A cosine run cannot: its schedule was fixed
+    by its length."""
     state_path = out / "checkpoint" / "state.json"
     if not state_path.exists() or cfg.schedule == "cosine":
         return False
-    state = json.loads(state_path.read_text())
-    return not state.get("stopped") and state["epoch"] < cfg.epochs
+    return _room_left(cfg, json.loads(state_path.read_text()))
+
+
+def can_continue(cfg: FitConfig, out: str | os.PathLike) -> bool:
+    """Whether `fit(cfg, out)` would train more epochs of the finished run in `out` (`compare` asks)."""
+    out = Path(out)
+    return (out / "metrics.json").exists() and _can_extend(cfg, out)
+
+
+def _room_left(cfg: FitConfig, state: dict) -> bool:
+    """Another epoch fits: fewer epochs than asked for, and either the run never stopped early or it
+    stopped for a training-time budget that has since been raised enough for an epoch like its last."""
+    if state["epoch"] >= cfg.epochs:
+        return False
+    if state.get("stopped") == "budget" and cfg.budget_minutes:
+        return state["train_seconds"] + state["history"][-1]["seconds"] <= cfg.budget_minutes * 60
+    return not state.get("stopped")
 
 
 def _describe(cfg: FitConfig) -> dict:
@@ -246,15 +263,16 @@ def _counts(labels: np.ndarray) -> str:
 
 def _targets(cfg: FitConfig, train: fer_data.Dataset, log) -> np.ndarray:
     """Each training face's target: its one-hot label, mixed with the teacher's probabilities when
-    distilling. The teacher sees the unaugmented face once; its answer is deterministic, so a resumed
-    run trains on the same targets."""
+    distilling. The teacher sees the unaugmented face and its mirror image once (training flips faces,
+    so the target should not depend on which way a face looks); its answer is deterministic, so a
+    resumed run trains on the same targets."""
     onehot = keras.utils.to_categorical(train.labels, len(CLASSES)).astype(np.float32)
     if cfg.distill <= 0:
         return onehot
     from fer_train.evaluate import predict_probs
 
     teacher = load_model(cfg.teacher)
-    probs = predict_probs(teacher, train.images).astype(np.float32)
+    probs = predict_probs(teacher, train.images, flip=True).astype(np.float32)
     agree = float((probs.argmax(1) == train.labels).mean())
     log(f"teacher {cfg.teacher}: agrees with {agree:.1%} of the training labels; distill {cfg.distill:g}")
     return (1.0 - cfg.distill) * onehot + cfg.distill * probs
@@ -446,17 +464,19 @@ class ResumeCheckpoint(keras.callbacks.Callback):
                 plateau_wait=int(self.plateau.wait),
                 plateau_cooldown=int(self.plateau.cooldown_counter),
             )
-        if self.budget_s is not None and self.state["train_seconds"] + seconds > self.budget_s:
+        if self.model.stop_training:  # EarlyStopping, just before: no budget brings this run back
+            self.state["stopped"] = "early"
+        elif self.budget_s is not None and self.state["train_seconds"] + seconds > self.budget_s:
             self.model.stop_training = True  # another epoch like this one would overrun the budget
-            self.state["stopped"] = True
+            self.state["stopped"] = "budget"
         # Model first, then the state that points at it: a kill in between repeats one epoch, loses none.
         atomic_write(self.out / "checkpoint" / "last.keras", lambda p: self.model.save(p))
         write_json(self.out / "checkpoint" / "state.json", self.state)
         write_history(self.out / "history.csv", self.state["history"])
 
     def on_train_end(self, logs=None):
-        if self.model.stop_training:
-            self.state["stopped"] = True
+        if self.model.stop_training and not self.state.get("stopped"):
+            self.state["stopped"] = "early"  # EarlyStopping: no budget brings this run back
             write_json(self.out / "checkpoint" / "state.json", self.state)
 
 
