@@ -13,7 +13,7 @@ import numpy as np
 
 # The models worth comparing on a CPU: the shipped ones, the previous default, the seed network and the
 # two references.
-DEFAULT_VARIANTS = "fer_res_l,fer_res,fer_nano,cnn,vgg16,inceptionv3"
+DEFAULT_VARIANTS = "fer_res_l,fer_small,fer_res,fer_nano,cnn,vgg16,inceptionv3"
 
 
 def parse_variants(text: str) -> list[tuple[str, dict]]:
