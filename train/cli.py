@@ -202,7 +202,8 @@ def compare(
     reference: Path = typer.Option(
         None,
         "--reference",
-        help="A finished run folder (e.g. runs/fer_res) whose row is added as trained, for reference.",
+        help="A finished run folder (e.g. runs/fer_res_l, the default) whose row is added as trained,"
+        " for reference.",
     ),
     force: bool = typer.Option(
         False, "--force", help="Retrain architectures that already have a finished run."
