@@ -45,7 +45,8 @@ DETECTOR_HELP = (
     "haar (OpenCV's cascade, OpenCV 4 only), or auto (mediapipe where it runs, else blazeface, else haar)."
 )
 DETECTOR_MODEL_HELP = (
-    "BlazeFace short-range .tflite (default: $FER_DETECTOR_MODEL, then the cache of `models fetch`)."
+    "BlazeFace short-range .tflite (default: $FER_DETECTOR_MODEL, then the cache of `models fetch`, "
+    "then the copy shipped in the package)."
 )
 
 
@@ -256,7 +257,11 @@ def models_fetch(
     force: bool = typer.Option(False, "--force", help="Download again even if a good copy is there."),
     timeout: float = typer.Option(30.0, "--timeout", help="Network timeout in seconds."),
 ) -> None:
-    """Download the BlazeFace short-range model from its official URL and check its pinned SHA-256."""
+    """Download the BlazeFace short-range model from its official URL and check its pinned SHA-256.
+
+    Not needed to run: the same network ships inside the package. This is the Tasks copy, with the
+    metadata that MediaPipe's own tools read.
+    """
 
     def action() -> None:
         from fer_edge.model_files import BLAZE_FACE, fetch

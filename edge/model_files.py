@@ -2,8 +2,9 @@
 
 Lookup order: an explicit path (--detector-model), the FER_DETECTOR_MODEL environment variable, the
 cache folder ($XDG_CACHE_HOME or ~/.cache, then fer-toolkit/models), then the copy bundled in the
-package (edge/detector/, Apache-2.0), so detection works offline out of the box. Downloads are checked
-against a pinned SHA-256, so a changed or truncated file is never used.
+package (edge/detector/, Apache-2.0), so detection works offline out of the box. The bundled copy is the
+same network without the Tasks metadata (edge/detector/README.md says where it comes from). Downloads
+are checked against a pinned SHA-256, so a changed or truncated file is never used.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ BLAZE_FACE = ModelFile(
     size=229746,
 )
 KNOWN = {BLAZE_FACE.name: BLAZE_FACE}
+# MediaPipe's legacy copy of the same network (identical weights and outputs), from the mediapipe 0.10.14
+# wheel on PyPI: what the package ships in edge/detector/.
+BUNDLED_FILENAME = "face_detection_short_range.tflite"
 
 
 def cache_dir() -> Path:
@@ -69,7 +73,7 @@ def find_detector_model(explicit: str | Path | None = None) -> Path | None:
 
 def bundled_detector_model() -> Path | None:
     """The BlazeFace model shipped inside the package; None if a trimmed install left it out."""
-    path = Path(__file__).resolve().parent / "detector" / BLAZE_FACE.filename
+    path = Path(__file__).resolve().parent / "detector" / BUNDLED_FILENAME
     return path if path.is_file() else None
 
 
