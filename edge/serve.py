@@ -108,6 +108,7 @@ class _BoundedServer(ThreadingHTTPServer):
     """One thread per connection, up to MAX_CLIENTS; past that a 503 from the accepting thread."""
 
     daemon_threads = True
+    request_queue_size = 64  # a burst of clients waits in the kernel, not in SYN retries (socketserver: 5)
 
     def __init__(self, *args, **kwargs):
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)

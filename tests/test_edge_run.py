@@ -255,6 +255,29 @@ def test_preview_server_caps_connections_and_closes_idle_ones(monkeypatch):
         server.close()
 
 
+def test_preview_server_queues_a_burst_of_clients_while_busy():
+    """While the pipeline holds the accepting thread back, 40 clients connecting at once wait in the
+    kernel's queue instead of having their connection attempts dropped (socketserver's queue holds 5)."""
+    from fer_edge import serve
+
+    server = serve._BoundedServer(("127.0.0.1", 0), serve._handler(serve.FrameHub()))  # not accepting
+    connected = []
+    try:
+        for _ in range(40):
+            conn = socket.socket()
+            conn.settimeout(0.5)
+            try:
+                conn.connect(server.server_address)
+                connected.append(conn)
+            except OSError:
+                conn.close()
+        assert len(connected) == 40
+    finally:
+        for conn in connected:
+            conn.close()
+        server.server_close()
+
+
 def _synthetic_frames(shared, count, size=(320, 240)):
     """A generator of small frames with one or two faces moving about."""
     faces = [f for _, f in shared_faces(shared, per_class=1)[:2]]
