@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+import fer_edge.quiet  # noqa: F401  (sets OpenCV's and FFmpeg's log levels before a source opens)
 from fer_edge.errors import SourceError
 from fer_edge.images import UnreadableImage, is_image, list_images, read_image
 

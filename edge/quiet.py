@@ -1,9 +1,10 @@
 """Keep native libraries' start-up chatter out of the user's terminal.
 
-LiteRT ("INFO: Created TensorFlow Lite XNNPACK delegate"), MediaPipe (absl INFO lines) and OpenCV
-(`[ WARN:...]`) log from C++ to file descriptor 2, below Python's sys.stderr, where no Python setting
-reaches. Around the calls known to log, fd 2 points at /dev/null; errors still arrive as exceptions.
-FER_VERBOSE=1 keeps everything.
+LiteRT ("INFO: Created TensorFlow Lite XNNPACK delegate"), MediaPipe (absl INFO lines), OpenCV
+(`[ WARN:...]`) and the FFmpeg inside it (`[http @ 0x...] Error reading HTTP response`) log from C++
+to file descriptor 2, below Python's sys.stderr, where no Python setting reaches. OpenCV and FFmpeg
+take a log level from the environment; around the other calls known to log, fd 2 points at
+/dev/null. Errors still arrive as exceptions. FER_VERBOSE=1 keeps everything.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import contextlib
 import os
 import sys
 
-# OpenCV reads this when it loads: only errors, not its [ WARN ] lines about a stream or file.
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+if not os.environ.get("FER_VERBOSE"):
+    # OpenCV reads this when it loads: only errors, not its [ WARN ] lines about a stream or file.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    # And this when it first opens a video or stream: FFmpeg quiet (AV_LOG_QUIET). What goes wrong
+    # reaches the user as our own one-line error ("cannot open ...", "stream dropped").
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @contextlib.contextmanager

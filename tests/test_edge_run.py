@@ -456,6 +456,21 @@ def test_a_stream_that_accepts_but_never_answers_fails_within_the_open_timeout(e
     assert "no answer within 1 s" in result.stderr.strip().splitlines()[-1], result.stderr
     assert elapsed < 8
 
+    # The same in a real process, where FFmpeg's own log lines would reach the terminal: only ours do.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/live"
+    command = [sys.executable, "-m", "fer_edge", "run", "-s", url, "-m", str(models["int8"])]
+    command += ["--open-timeout", "1"]
+    try:
+        process = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        silent.close()
+    lines = process.stderr.strip().splitlines()
+    assert process.returncode == 2 and len(lines) == 2, process.stderr
+    assert lines[0].startswith("detector: ") and "no answer within 1 s" in lines[1]
+
 
 def test_a_finite_video_served_over_http_ends_the_run_cleanly(env, models, tmp_path):
     import functools
