@@ -485,8 +485,8 @@ def _pipeline(source, models, peer, settings: pipe.Settings, out_dir, force) -> 
     entries, notes = _entries(models, peer)
     if any(e.origin != "fer-edge-toolkit" for e in entries):
         notes.append(
-            "peer pipeline: fer's own FER().detect_emotions does not run with OpenCV 5 "
-            "(cv2.CascadeClassifier is gone), so the peer runs with our detector and crops"
+            "peer pipeline: the peer's classifier runs in our loop (same detector, crops and overlay), "
+            "so the FPS differences are the classifiers' alone"
         )
     results = []
     with _progress() as progress:

@@ -6,8 +6,8 @@ what users get, without a window. Its stages: capture (the next frame from the s
 face detector, or the tracker between detections), classify (crops and the classifier, one batch per
 frame) and output (the overlay drawn on a copy of the frame).
 
-The peer's own pipeline (`fer.FER().detect_emotions`) does not run with OpenCV 5 (cv2.CascadeClassifier
-is gone), so the peer is measured with our detector and crops and its own classifier.
+A peer is measured in the same loop with its own classifier (not its package's pipeline, which has
+its own detector), so differences in FPS are the classifiers' alone.
 """
 
 from __future__ import annotations

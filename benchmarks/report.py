@@ -144,7 +144,8 @@ def markdown(results: dict[str, dict], summary: list[dict], plots: dict, notes: 
     parts += _machines_md(results)
     if notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    parts += ["## Reproduce", "", "```"] + [r["command"] for r in results.values() if r.get("command")]
+    commands = dict.fromkeys(r["command"] for r in results.values() if r.get("command"))  # `all`: one
+    parts += ["## Reproduce", "", "```", *commands]
     parts += ["fer-bench report --out <this folder>", "```", ""]
     return "\n".join(parts)
 

@@ -141,6 +141,8 @@ def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
         "confusion_tiny_int8.png",
     ):
         assert (tmp_path / name).is_file(), name
+    reproduce = (tmp_path / "report.md").read_text().split("## Reproduce")[1]
+    assert reproduce.count("fer-bench all ") == 1  # one command measured everything: it is shown once
     proc = run_cli("all", "-m", str(models["int8"]), "--data", str(tiny_folders), "--out", str(tmp_path))
     assert "--force" in error_line(proc)
 
