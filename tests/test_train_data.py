@@ -113,9 +113,10 @@ def test_a_csv_with_a_byte_order_mark_loads(tmp_path, tiny_splits):
     "content, message",
     [
         (b'emotion,pixels,Usage\n3,"1 2 3,Training\n' + b"x" * 200_000, "malformed CSV"),
+        (b'emotion,pixels,Usage\n3,"1 2 3,Training\n4,1 2 3,Training\n', ":2: a quote opened on this row"),
         (b"emotion,pixels,Usage\n3,\xff\xfe 1 2,Training\n", "not a text CSV in UTF-8"),
     ],
-    ids=["unbalanced quote", "not utf-8"],
+    ids=["unbalanced quote", "unbalanced quote, short file", "not utf-8"],
 )
 def test_broken_csv_files_name_the_file(tmp_path, content, message):
     path = tmp_path / "broken.csv"

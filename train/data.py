@@ -118,6 +118,8 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
     col_e, col_p = header.index("emotion"), header.index("pixels")
     col_u = header.index("usage") if "usage" in header else None
     for line_no, row in enumerate(rows, start=2):
+        if any("\n" in field for field in row):  # the rest of the file went into one quoted field
+            raise DataError(f"{path}:{line_no}: a quote opened on this row is never closed")
         if col_u is not None and len(row) > col_u and row[col_u].strip() != usage:
             continue
         if col_u is None and usage != "Training":
