@@ -105,7 +105,7 @@ def _int8_figures(run: Path, data, limit: int | None, write: bool = True) -> dic
     calibration faces) and timed, one face per call on one thread, through fer-edge's classifier."""
     from fer_edge.classifier import Classifier
     from fer_export import VerificationError, build_variant, load_keras_model
-    from fer_export.quantize import latency_ms
+    from fer_export.measure import latency_ms
     from fer_export.representative import stratified_indices
     from fer_train.data import load
     from fer_train.files import write_bytes
