@@ -90,6 +90,7 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # in logs and pipes Rich would leave an empty line behind
     )
 
 

@@ -151,7 +151,8 @@ def quantize(
             skip_bad=skip_bad,
         )
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
+        # A bar on a terminal only: elsewhere (logs, pipes) Rich would leave an empty line behind.
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
             return q.run(
                 opts, log=lambda m: console.print(m, highlight=False, soft_wrap=True), progress=progress
             )

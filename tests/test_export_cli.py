@@ -178,6 +178,7 @@ def test_missing_model_file(tmp_path, mode):
         "quantize", "--model", tmp_path / "nope.keras", "--mode", mode, "--out", tmp_path
     )
     assert_one_error_line(result, "no such model file")
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # no empty line left by a progress bar
 
 
 def test_non_keras_model_file(tmp_path):

@@ -7,6 +7,7 @@ when training runs in the background under nohup.
 from __future__ import annotations
 
 import keras
+from rich import get_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
@@ -26,6 +27,7 @@ class RichProgress(keras.callbacks.Callback):
             TextColumn("{task.fields[metrics]}"),
             TimeRemainingColumn(),
             transient=True,
+            disable=not get_console().is_terminal,  # in a log (nohup) Rich leaves an empty line per epoch
         )
         self.progress.start()
         self.task = self.progress.add_task("train", total=steps, metrics="")
