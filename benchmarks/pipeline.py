@@ -12,6 +12,7 @@ its own detector), so differences in FPS are the classifiers' alone.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,18 +83,17 @@ def run_one(entry: ModelEntry, source: str, settings: Settings = Settings(), pro
     from fer_edge.recognizer import EmotionRecognizer
 
     s = settings
-    fer = EmotionRecognizer(open_classifier(entry, s.threads), s.detector, s.detector_model, s.threads)
-    detector_name = type(fer.detector).__name__
-    frames = open_source(str(source))
-    options = LiveOptions(source=str(source), detect_every=s.detect_every, max_frames=s.max_frames + s.warmup)
-    warmup = s.warmup
     times = _FrameTimes()
     sink = _DrawOnly(times, progress)
-    try:
+    options = LiveOptions(source=str(source), detect_every=s.detect_every, max_frames=s.max_frames + s.warmup)
+    with contextlib.ExitStack() as opened:
+        frames = open_source(str(source))  # a missing source is refused before a detector starts
+        opened.callback(frames.close)
+        fer = EmotionRecognizer(open_classifier(entry, s.threads), s.detector, s.detector_model, s.threads)
+        opened.callback(fer.close)
+        detector_name = type(fer.detector).__name__
         process(fer, frames.frames(), options, sink, times)
-    finally:
-        frames.close()
-        fer.close()
+    warmup = s.warmup
     if len(sink.faces) <= warmup:
         raise BenchError(
             f"{source}: {len(sink.faces)} frame(s), none left to time after {warmup} warm-up frame(s); "

@@ -127,3 +127,23 @@ def test_bad_sources_end_in_one_error_line(clip, shared, tmp_path):
     )
     assert "warm-up" in error_line(proc)
     assert not (tmp_path / "pipeline.json").exists()
+
+
+def test_a_missing_source_is_refused_before_the_detector_starts(shared, tmp_path):
+    """MediaPipe's detector, left open when the run ends in an error, prints a traceback at exit."""
+    pytest.importorskip("mediapipe")
+    proc = run_cli(
+        "pipeline",
+        "--source",
+        str(tmp_path / "none.mp4"),
+        "-m",
+        str(tiny_models()["int8"]),
+        "--detector",
+        "mediapipe",
+        "--detector-model",
+        str(shared / "models" / "blaze_face_short_range.tflite"),
+        "--out",
+        str(tmp_path),
+    )
+    assert "none.mp4" in error_line(proc)
+    assert proc.stderr.strip().splitlines() == [error_line(proc)]
