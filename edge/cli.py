@@ -108,8 +108,7 @@ def predict(
         from fer_edge.images import list_images, set_max_pixels
         from fer_edge.predict import run_predict
 
-        if max_pixels:
-            set_max_pixels(max_pixels)
+        set_max_pixels(max_pixels)  # every call: an earlier call's limit does not carry over
         paths = list_images(inputs)  # before loading anything: a typo in a path is the commonest mistake
         fer = make_recognizer(
             model, None if crops else detector, detector_model, threads, margin, max_faces, min_face, labels
@@ -197,8 +196,7 @@ def run(
         from fer_edge.images import set_max_pixels
         from fer_edge.live import LiveOptions, check_outputs, run_live
 
-        if max_pixels:
-            set_max_pixels(max_pixels)
+        set_max_pixels(max_pixels)  # every call: an earlier call's limit does not carry over
         options = LiveOptions(
             source=source,
             detect_every=detect_every,

@@ -29,10 +29,10 @@ class UnreadableImage(SourceError):
     """An image file that cannot be decoded, or is over the pixel limit; the message says which."""
 
 
-def set_max_pixels(limit: int) -> None:
-    """The pixel limit for every image read after this (`--max-pixels`)."""
+def set_max_pixels(limit: int | None) -> None:
+    """The pixel limit for every image read after this (`--max-pixels`; None: $FER_MAX_PIXELS or 50 M)."""
     global max_pixels
-    max_pixels = int(limit)
+    max_pixels = int(limit or os.environ.get(ENV_MAX_PIXELS) or DEFAULT_MAX_PIXELS)
 
 
 def is_image(path: Path) -> bool:
@@ -69,6 +69,10 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
             f"{path}: {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "
             f"(--max-pixels or ${ENV_MAX_PIXELS})"
         )
+    # libjpeg decodes a cut JPEG with the missing part gray; its end-of-image marker is then absent
+    # (entropy-coded data never holds FF D9).
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:].tobytes():
+        raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise UnreadableImage(f"{path}: not an image OpenCV can read")

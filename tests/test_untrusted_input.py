@@ -135,3 +135,18 @@ def test_image_sizes_are_read_from_the_header(tmp_path, suffix):
     path = tmp_path / f"x{suffix}"
     cv2.imwrite(str(path), np.zeros((37, 53, 3), np.uint8))
     assert header_size(path.read_bytes()[:65536]) == (53, 37)
+
+
+def test_a_truncated_jpeg_is_refused_not_half_read(tmp_path):
+    """libjpeg decodes a cut JPEG with its missing part gray: a label for half a face."""
+    import cv2
+
+    models = tiny_models()
+    ok, encoded = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (96, 96), np.uint8))
+    whole, cut = tmp_path / "whole.jpg", tmp_path / "cut.jpg"
+    whole.write_bytes(encoded.tobytes())
+    cut.write_bytes(encoded.tobytes()[: len(encoded) // 2])
+    assert _edge("predict", whole, "--crops", "-m", models["int8"]).exit_code == 0
+    result = _edge("predict", cut, "--crops", "-m", models["int8"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cut.jpg: a truncated JPEG" in result.stderr
