@@ -64,6 +64,25 @@ def test_malformed_csv_rows_fail_with_file_and_row_or_are_skipped(tmp_path, tiny
     assert len(ds.skipped) == 1 and f"bad.csv:{bad_line}" in ds.skipped[0]
 
 
+def test_a_truncated_or_oversized_training_image_is_refused_by_name(tiny_folders, monkeypatch):
+    """Training images are read as fer-edge reads them: a cut JPEG is not a half-gray face, and an image
+    over the pixel limit is refused from its header."""
+    import cv2
+
+    happy = tiny_folders / "train" / "happy"
+    encoded = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (48, 48), np.uint8))[1]
+    (happy / "cut.jpg").write_bytes(encoded.tobytes()[: len(encoded) // 2])
+    with pytest.raises(data.DataError, match="cut.jpg: unreadable image: a truncated JPEG"):
+        data.load(tiny_folders, "train", cache=False)
+    (happy / "cut.jpg").unlink()
+    cv2.imwrite(str(happy / "big.png"), np.zeros((100, 100), np.uint8))
+    from fer_edge import images
+
+    monkeypatch.setattr(images, "max_pixels", 9999)  # what $FER_MAX_PIXELS or --max-pixels set
+    with pytest.raises(data.DataError, match="big.png: unreadable image: 100x100 pixels, over the limit"):
+        data.load(tiny_folders, "train", cache=False)
+
+
 def test_unreadable_image_and_unknown_class_folder(tiny_folders):
     (tiny_folders / "train" / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(data.DataError, match="broken.jpg: unreadable image"):

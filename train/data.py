@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.images import UnreadableImage, read_image
 from fer_train.spec import CLASSES, IMAGE_SIZE, SPLIT_ALIASES, canonical_split, class_index
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".webp"}
@@ -199,27 +200,26 @@ def _read_folder(files: list[tuple[Path, int]], skip_bad: bool) -> tuple[np.ndar
     # OpenCV releases the GIL while decoding, so threads overlap file reads and JPEG decoding.
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         for (path, label), face in zip(files, pool.map(_read_face, (p for p, _ in files))):
-            if face is None:
+            if isinstance(face, str):
+                why = f"{path}: unreadable image: {face}"
                 if not skip_bad:
-                    raise DataError(f"{path}: unreadable image (use --skip-bad to leave such files out)")
-                skipped.append(f"{path}: unreadable image")
+                    raise DataError(f"{why}; use --skip-bad to leave such files out")
+                skipped.append(why)
                 continue
             images.append(face)
             labels.append(label)
     return _stack(images, labels, skipped)
 
 
-def _read_face(path: Path) -> np.ndarray | None:
-    """A 48x48 grayscale face from any image file, or None when it cannot be decoded."""
+def _read_face(path: Path) -> np.ndarray | str:
+    """A 48x48 grayscale face from any image file, or why it cannot be read. fer-edge's reader: the
+    pixel limit is checked from the header before decoding, and a truncated JPEG is refused."""
     import cv2
 
     try:
-        raw = np.fromfile(str(path), dtype=np.uint8)
-    except OSError:
-        return None
-    face = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE) if raw.size else None
-    if face is None:
-        return None
+        face = read_image(path, gray=True)
+    except UnreadableImage as err:
+        return str(err).removeprefix(f"{path}: ")
     if face.shape != (IMAGE_SIZE, IMAGE_SIZE):
         face = cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
     return face
