@@ -161,8 +161,8 @@ def run(opts: Options, log: Callable[[str], None] = print, progress=None) -> dic
             opts.rep_samples,
             opts.seed,
             opts.skip_bad,
-            "the representative dataset",
-            True,
+            what="the representative dataset",
+            calibration=True,
         )
         log(
             f"representative set: {rep.info['samples']} faces from {rep.info['split']}, "
@@ -176,8 +176,8 @@ def run(opts: Options, log: Callable[[str], None] = print, progress=None) -> dic
             opts.eval_samples,
             opts.seed,
             opts.skip_bad,
-            "the eval data",
-            False,
+            what="the eval data",
+            calibration=False,
         )
         log(f"eval data: {evaluation.info['samples']} faces from {evaluation.info['split']}")
     keras_eval = measure.keras_reference(keras_model, evaluation)
