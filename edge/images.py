@@ -69,9 +69,7 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
             f"{path}: {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "
             f"(--max-pixels or ${ENV_MAX_PIXELS})"
         )
-    # libjpeg decodes a cut JPEG with the missing part gray; its end-of-image marker is then absent
-    # (entropy-coded data never holds FF D9).
-    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:].tobytes():
+    if _truncated_jpeg(data.tobytes()):  # libjpeg would decode it with the missing part gray
         raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
     if image is None:
@@ -100,19 +98,35 @@ def header_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+def _jpeg_segments(data: bytes):
+    """(marker, offset) of each JPEG header segment, up to and including the start of scan (DA)."""
     i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
-            return None
-        marker = head[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:  # markers without a length, fill
+            i += 1 if marker == 0xFF else 2
             continue
-        length = struct.unpack(">H", head[i + 2 : i + 4])[0]
+        yield marker, i
+        if marker == 0xDA:
+            return
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    for marker, i in _jpeg_segments(head):
         # Start-of-frame markers hold the size; C4, C8 and CC are other tables.
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(head):
             height, width = struct.unpack(">HH", head[i + 5 : i + 9])
             return width, height
-        i += 2 + length
     return None
+
+
+def _truncated_jpeg(data: bytes) -> bool:
+    """A JPEG whose image data stops before its end-of-image marker. The scan starts after the header
+    segments (an EXIF thumbnail, with its own markers, is inside one); its entropy-coded data never
+    holds FF D9, so the first FF D9 after it is the image's end. Data after the end (a phone's motion
+    photo) does not count."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    scan = next((i for marker, i in _jpeg_segments(data) if marker == 0xDA), None)
+    return scan is not None and data.find(b"\xff\xd9", scan) < 0

@@ -150,3 +150,11 @@ def test_a_truncated_jpeg_is_refused_not_half_read(tmp_path):
     result = _edge("predict", cut, "--crops", "-m", models["int8"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "cut.jpg: a truncated JPEG" in result.stderr
+    # Data after the end (a phone's motion photo appends a video) is not truncation; a cut image is cut
+    # even when a header segment before its scan (an EXIF thumbnail) holds an end marker of its own.
+    whole.write_bytes(encoded.tobytes() + b"\0" * 10_000)
+    assert _edge("predict", whole, "--crops", "-m", models["int8"]).exit_code == 0
+    data = encoded.tobytes()
+    app1 = b"\xff\xe1" + struct.pack(">H", 10) + b"Exif\xff\xd9\0\0"
+    cut.write_bytes(data[:2] + app1 + data[2 : len(data) // 2])
+    assert "cut.jpg: a truncated JPEG" in _edge("predict", cut, "--crops", "-m", models["int8"]).stderr
