@@ -6,6 +6,9 @@ its own error types and what Ctrl-C leaves behind. A traceback is left only for 
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
@@ -31,11 +34,17 @@ def guarded(
     action: Callable[[], T], errors: tuple[type[BaseException], ...] = (), interrupted: str = "interrupted"
 ) -> T:
     """Run a command. `errors` (and the toolkit's EdgeError, an existing output, a bad value) become one
-    line; any other OSError names its file; Ctrl-C says `interrupted` and exits 130."""
+    line; any other OSError names its file; Ctrl-C says `interrupted` and exits 130; a closed stdout
+    ends quietly with 141."""
     try:
         return action()
     except KeyboardInterrupt:
         fail(interrupted, 130)
+    except BrokenPipeError:
+        # The reader of stdout stopped (`| head`): end without a word, as a Unix tool ends on SIGPIPE,
+        # and with stdout on /dev/null so that Python's own flush at exit does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(128 + signal.SIGPIPE) from None
     except (*errors, EdgeError, FileExistsError, ValueError) as err:
         fail(first_line(err))
     except OSError as err:

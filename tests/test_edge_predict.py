@@ -186,3 +186,19 @@ def test_no_native_library_chatter_reaches_the_terminal(env, models, tmp_path):
     noise = [ln for ln in result.stderr.splitlines() if ln.startswith(("INFO:", "I0000", "W0000", "[ WARN"))]
     assert noise == [], result.stderr
     assert result.stderr.startswith("detector: ")  # what the user is told stays
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(env, models):
+    """`fer-edge predict DIR --json | head -1`: a closed stdout ends the run as it ends a Unix tool."""
+    command = [sys.executable, "-m", "fer_edge", "predict", str(env / "fer2013" / "test" / "happy")]
+    reader = subprocess.Popen(
+        [*command, "--crops", "--json", "-m", str(models["int8"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert json.loads(reader.stdout.readline())["label"] in CLASSES
+    reader.stdout.close()
+    stderr = reader.stderr.read()
+    assert reader.wait(timeout=120) == 141, stderr
+    assert "error" not in stderr and "Traceback" not in stderr and "Exception" not in stderr
