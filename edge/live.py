@@ -126,6 +126,8 @@ def check_outputs(options: LiveOptions) -> None:
         path = Path(path)
         if path.is_dir():
             raise EdgeError(f"{flag} {path}: is a folder; give a file name")
+        if path.exists() and not path.is_file():  # moved over, a device or pipe would itself be replaced
+            raise EdgeError(f"{flag} {path}: a device, pipe or socket, not a file; give a file name")
         if path.exists() and not options.force:
             raise FileExistsError(f"{path}: output exists already; use --force to overwrite it")
         try:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -146,6 +147,19 @@ def test_bad_output_options_are_refused(env, models, tmp_path):
         result = invoke(*early, *args)
         assert result.exit_code == 2 and "Traceback" not in result.stderr
         assert message in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_force_never_replaces_a_device_or_pipe(env, models, tmp_path):
+    """Outputs are moved into place; moved over a named pipe (or /dev/null), it would replace the pipe
+    (or the device) itself, even with --force."""
+    video = moving_faces_video(env, tmp_path / "in.mp4", frames=3)
+    json_pipe, video_pipe = tmp_path / "faces.jsonl", tmp_path / "out.mp4"
+    os.mkfifo(json_pipe)
+    os.mkfifo(video_pipe)
+    base = ["run", "-s", video, "-m", models["int8"], "-d", "blazeface", "--force"]
+    for result in (invoke(*base, "--json-file", json_pipe), invoke(*base, "--save", video_pipe)):
+        assert result.exit_code == 2 and "a device, pipe or socket" in result.stderr, result.stderr
+    assert stat.S_ISFIFO(os.stat(json_pipe).st_mode) and stat.S_ISFIFO(os.stat(video_pipe).st_mode)
 
 
 class _Publisher:

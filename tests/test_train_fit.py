@@ -365,3 +365,23 @@ def test_distillation_without_its_teacher_is_refused_before_training(tiny_folder
     with pytest.raises(TrainError, match="needs --distill"):  # a teacher given but never used
         fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "none.keras")), tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_atomic_writes_never_replace_a_device_or_pipe(tmp_path):
+    """`--force` replaces files; moved over a named pipe or /dev/null, a result would replace the pipe or
+    the device itself."""
+    import stat
+
+    from fer_train.files import refuse_overwrite, write_text
+
+    pipe = tmp_path / "report.json"
+    os.mkfifo(pipe)
+    (tmp_path / "notes.txt").write_text("a user's file")
+    with pytest.raises(FileExistsError, match="a device, pipe or socket"):
+        refuse_overwrite(pipe, force=True)
+    with pytest.raises(FileExistsError, match="a device, pipe or socket"):
+        write_text(pipe, "{}")
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    # A file where the output folder should be is named before any work, not "[Errno 17] File exists".
+    with pytest.raises(FileExistsError, match="a file, not a folder"):
+        refuse_overwrite(pipe.with_name("notes.txt") / "out" / "report.json", force=False)

@@ -19,6 +19,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     format from it.
     """
     path = Path(path)
+    _refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -52,6 +53,17 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 
 
 def refuse_overwrite(path: str | os.PathLike, force: bool, what: str = "output") -> None:
-    """Raise FileExistsError unless `force`: existing results are never replaced silently."""
+    """Raise FileExistsError unless `force`: existing results are never replaced silently, and a device,
+    pipe or socket never (moving a file over /dev/null would replace the device itself)."""
+    _refuse_special(Path(path))
     if Path(path).exists() and not force:
         raise FileExistsError(f"{path}: {what} exists already; use --force to overwrite it")
+
+
+def _refuse_special(path: Path) -> None:
+    """Before any work: the output must be able to become a file."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise FileExistsError(f"{path}: a device, pipe or socket, not a file; choose a file name")
+    folder = next((p for p in path.parents if p.exists()), None)  # the nearest existing one
+    if folder is not None and not folder.is_dir():
+        raise FileExistsError(f"{folder}: a file, not a folder; choose another place for {path.name}")
