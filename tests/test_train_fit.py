@@ -128,8 +128,9 @@ def test_a_cosine_run_warms_up_then_decays_to_zero(tiny_folders, tmp_path):
     ]
     assert rates[0] == pytest.approx(0.1, rel=1e-3)  # warm-up reaches the peak after one epoch
     assert rates[0] > rates[1] > rates[2] > rates[3] and rates[3] == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(TrainError, match="finished run"):  # a cosine run's length is part of its schedule
+    with pytest.raises(TrainError, match="finished run") as refused:  # its length is part of its schedule
         fit(tiny_cfg(tiny_folders, epochs=6, **cosine), whole, log=lambda m: None)
+    assert "cannot continue" in str(refused.value) and "larger --epochs" not in str(refused.value)
 
 
 def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tiny_folders, tmp_path):

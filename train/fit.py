@@ -161,10 +161,12 @@ def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
             "run the same command to resume it, or use --force to start over"
         )
     if (out / "metrics.json").exists() and not _can_extend(cfg, out):
-        raise TrainError(
-            f"{out}: holds a finished run; use --force to train a new one over it "
-            "(or a larger --epochs to continue it)"
+        more = (
+            "a cosine run's length is part of its schedule, so it cannot continue"
+            if cfg.schedule == "cosine"
+            else "or a larger --epochs or --budget-minutes to continue it, unless early stopping ended it"
         )
+        raise TrainError(f"{out}: holds a finished run; use --force to train a new one over it ({more})")
     return True
 
 
