@@ -138,13 +138,21 @@ class EmotionRecognizer:
         return out
 
     def __call__(self, frame: np.ndarray, boxes=None, color: str = "bgr") -> list[Face]:
-        """Faces in a BGR (or `color="rgb"`) frame; `boxes` as (x, y, w, h) skip detection."""
+        """Faces in a BGR (or `color="rgb"`) frame, gray or with alpha too; `boxes` as (x, y, w, h) skip
+        detection. ValueError for anything else than a uint8 image."""
         if color not in ("bgr", "rgb"):
             raise ValueError("color must be 'bgr' or 'rgb'")
         frame = np.asarray(frame)
-        if frame.ndim not in (2, 3) or frame.dtype != np.uint8:
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[:, :, 0]  # a gray frame with its channel axis
+        if (
+            frame.ndim not in (2, 3)
+            or frame.dtype != np.uint8
+            or frame.size == 0
+            or frame.shape[2:] not in ((), (3,), (4,))
+        ):
             raise ValueError(
-                f"frame must be a uint8 image (H, W) or (H, W, 3), got {frame.dtype} {frame.shape}"
+                f"frame must be a uint8 image (H, W), (H, W, 3) or (H, W, 4), got {frame.dtype} {frame.shape}"
             )
         found = self.select(as_boxes(boxes)) if boxes is not None else self.detect(frame, color)
         return self.faces(found, self.classify(frame, found, color))

@@ -159,8 +159,13 @@ def test_api_detects_or_takes_boxes_in_bgr_or_rgb(env, models):
         gray = fer(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
         assert len(gray) == len(found)  # the canvas loses its colour, the faces stay where they are
         assert all(iou(g.box.as_list(), f.box.as_list()) > 0.8 for g, f in zip(gray, found, strict=True))
+        with_axis = fer(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[:, :, None])  # (H, W, 1): the same
+        assert [f.to_dict() for f in with_axis] == [f.to_dict() for f in gray]
     with pytest.raises(ValueError, match="uint8"):
         EmotionRecognizer(models["fp32"], detector=None)(frame.astype(np.float32), boxes=[])
+    for odd in (np.zeros((0, 0, 3), np.uint8), np.zeros((48, 48, 2), np.uint8)):  # not OpenCV's assertion
+        with pytest.raises(ValueError, match="frame must be a uint8 image"):
+            EmotionRecognizer(models["fp32"], detector=None)(odd, boxes=[(0, 0, 48, 48)])
 
 
 def test_api_without_a_model_says_so(tmp_path):
