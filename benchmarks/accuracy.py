@@ -65,15 +65,15 @@ def keras_probs(path: str | Path, images: np.ndarray) -> np.ndarray:
         from fer_train.backend import import_keras
 
         import_keras()  # quietly; and a missing TensorFlow is told apart from a bad file
-        from fer_train.models import load_model
+        from fer_train.models import ModelFileError, load_model
     except ImportError:
         raise BenchError(
             f"{path}: a .keras reference needs TensorFlow (pip install 'fer-edge-toolkit[train]')"
         ) from None
     try:
         model = load_model(path, compile=False)
-    except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad file; the user needs one line
-        raise BenchError(f"{path}: not a loadable Keras model ({str(err).splitlines()[0][:200]})") from None
+    except ModelFileError as err:
+        raise BenchError(str(err)) from None
     shape = tuple(model.input_shape[1:])
     if shape != (IMAGE_SIZE, IMAGE_SIZE, 1) or model.output_shape[-1] != len(CLASSES):
         raise BenchError(f"{path}: a reference takes (48, 48, 1) and gives 7 classes; this one is {shape}")

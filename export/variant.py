@@ -40,18 +40,12 @@ class Exported:
 
 def load_keras_model(path: str | os.PathLike):
     """Load a .keras (or legacy .h5) model, turning every failure into ExportError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such model file")
-    if path.suffix.lower() not in (".keras", ".h5"):
-        raise ExportError(f"{path}: not a Keras model file (expected .keras or .h5)")
-    from fer_train.models import load_model
+    from fer_train.models import ModelFileError, load_model
 
     try:
         return load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - Keras raises many types for a damaged file
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{path}: not a loadable Keras model ({reason})") from None
+    except ModelFileError as e:
+        raise ExportError(str(e)) from None
 
 
 def check_model(keras_model, labels: list[str]) -> None:

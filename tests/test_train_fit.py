@@ -338,7 +338,7 @@ def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_pat
     import keras
 
     from fer_train import data as fer_data
-    from fer_train.fit import _targets
+    from fer_train.fit import _load_teacher, _targets
 
     fit(tiny_cfg(tiny_folders, epochs=2, augment=False), tmp_path / "teacher", log=lambda m: None)
     teacher_path = tmp_path / "teacher" / "model.keras"
@@ -347,11 +347,12 @@ def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_pat
     # The teacher answers for each face and its mirror image: a flipped face gets the same target.
     teacher_probs = (teacher.predict(faces, verbose=0) + teacher.predict(faces[:, :, ::-1], verbose=0)) / 2
     cfg = tiny_cfg(tiny_folders, teacher=str(teacher_path), distill=1.0)
-    assert np.allclose(_targets(cfg, train, lambda m: None), teacher_probs, atol=1e-5)
-    half = _targets(tiny_cfg(tiny_folders, teacher=str(teacher_path), distill=0.5), train, lambda m: None)
+    assert np.allclose(_targets(cfg, train, _load_teacher(cfg), lambda m: None), teacher_probs, atol=1e-5)
+    half_cfg = tiny_cfg(tiny_folders, teacher=str(teacher_path), distill=0.5)
+    half = _targets(half_cfg, train, _load_teacher(half_cfg), lambda m: None)
     onehot = np.eye(7)[train.labels]
     assert np.allclose(half, 0.5 * onehot + 0.5 * teacher_probs, atol=1e-5)
-    assert np.allclose(_targets(tiny_cfg(tiny_folders), train, lambda m: None), onehot)
+    assert np.allclose(_targets(tiny_cfg(tiny_folders), train, None, lambda m: None), onehot)
 
     fit(cfg, tmp_path / "student", log=lambda m: None)
     config = json.loads((tmp_path / "student" / "config.json").read_text())["fit"]
@@ -365,6 +366,19 @@ def test_distillation_without_its_teacher_is_refused_before_training(tiny_folder
         fit(tiny_cfg(tiny_folders, distill=0.5), tmp_path / "r")
     with pytest.raises(TrainError, match="needs --distill"):  # a teacher given but never used
         fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "none.keras")), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    # A teacher that is not a Keras model, or not a FER model, is refused by name before the run starts.
+    import keras
+
+    from fer_train.models import ModelFileError
+
+    (tmp_path / "notes.keras").write_text("not a model")
+    with pytest.raises(ModelFileError, match="notes.keras: not a loadable Keras model"):
+        fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "notes.keras"), distill=0.5), tmp_path / "r")
+    other = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    other.save(tmp_path / "ten.keras")
+    with pytest.raises(ModelFileError, match="ten.keras: takes .* gives 10 classes"):
+        fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "ten.keras"), distill=0.5), tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
 

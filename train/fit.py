@@ -27,7 +27,7 @@ from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
 from fer_train.files import atomic_write, write_json, write_text
-from fer_train.models import DEFAULT_MODEL, MODELS, build_model, load_model, macs_per_face
+from fer_train.models import DEFAULT_MODEL, MODELS, build_model, check_face_model, load_model, macs_per_face
 from fer_train.spec import CLASSES, INPUT_SPEC, OUTPUT_SPEC
 
 # fit() warns about a shuffle flag that tf.data input ignores; the pipeline below shuffles itself.
@@ -106,12 +106,13 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     _check_settings(cfg)
     resuming = _check_run_dir(cfg, out, force)
     train, val = _load_splits(cfg, log)  # inputs checked before anything in `out` is touched
+    teacher = _load_teacher(cfg)
     _start_run_dir(cfg, out, force and not resuming)
     keras.utils.set_random_seed(cfg.seed)
     model, state = _model_and_state(cfg, out, steps_per_epoch=-(-len(train) // cfg.batch_size))
     if _room_left(cfg, state):
         state.pop("stopped", None)  # a larger budget: the run goes on
-        _train(cfg, out, model, state, train, val, log)
+        _train(cfg, out, model, state, train, val, teacher, log)
     return _finish(cfg, out, train, val, log)
 
 
@@ -263,7 +264,16 @@ def _counts(labels: np.ndarray) -> str:
     return "(" + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)) + ")"
 
 
-def _targets(cfg: FitConfig, train: fer_data.Dataset, log) -> np.ndarray:
+def _load_teacher(cfg: FitConfig):
+    """The teacher, loaded and checked before the run folder is touched; None without distillation."""
+    if cfg.distill <= 0:
+        return None
+    teacher = load_model(cfg.teacher, compile=False)
+    check_face_model(teacher, f"teacher {cfg.teacher}")
+    return teacher
+
+
+def _targets(cfg: FitConfig, train: fer_data.Dataset, teacher, log) -> np.ndarray:
     """Each training face's target: its one-hot label, mixed with the teacher's probabilities when
     distilling. The teacher sees the unaugmented face and its mirror image once (training flips faces,
     so the target should not depend on which way a face looks); its answer is deterministic, so a
@@ -273,7 +283,6 @@ def _targets(cfg: FitConfig, train: fer_data.Dataset, log) -> np.ndarray:
         return onehot
     from fer_train.evaluate import predict_probs
 
-    teacher = load_model(cfg.teacher)
     probs = predict_probs(teacher, train.images, flip=True).astype(np.float32)
     agree = float((probs.argmax(1) == train.labels).mean())
     log(f"teacher {cfg.teacher}: agrees with {agree:.1%} of the training labels; distill {cfg.distill:g}")
@@ -391,7 +400,7 @@ def _optimizer(cfg: FitConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(rate, weight_decay=decay)
 
 
-def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, log) -> None:
+def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, teacher, log) -> None:
     from fer_train.progress import RichProgress
 
     callbacks = []
@@ -405,7 +414,7 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, log) -> No
     resume = ResumeCheckpoint(
         out, state, *callbacks, patience=cfg.patience, budget_minutes=cfg.budget_minutes
     )
-    data = TrainingData(train.images, _targets(cfg, train, log), cfg)
+    data = TrainingData(train.images, _targets(cfg, train, teacher, log), cfg)
     weights = class_weights(train.labels) if cfg.class_weight else None
     if weights:
         log("class weights: " + ", ".join(f"{CLASSES[c]} {w:.2f}" for c, w in weights.items()))

@@ -271,8 +271,36 @@ def with_flip_tta(model, name: str | None = None):
     return keras.Model(inputs, averaged, name=name or model.name)
 
 
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded; the message names the file and says why, in one line."""
+
+
 def load_model(path, compile: bool = True):
-    """Load a .keras model saved by this package."""
+    """Load a .keras (or .h5) model; ModelFileError, in one line, for a file that is not one."""
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.suffix.lower() not in (".keras", ".h5"):
+        raise ModelFileError(f"{path}: not a Keras model file (expected .keras or .h5)")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras says "File not found"
+        raise ModelFileError(f"{path}: not a loadable Keras model (a .keras file is a zip archive)")
     import keras
 
-    return keras.models.load_model(path, compile=compile)
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a damaged file
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: not a loadable Keras model ({reason})") from None
+
+
+def check_face_model(model, what: str) -> None:
+    """The model must take 48x48x1 faces and give one probability per class."""
+    shape, classes = tuple(model.input_shape[1:]), model.output_shape[-1]
+    if shape != (IMAGE_SIZE, IMAGE_SIZE, CHANNELS) or classes != len(CLASSES):
+        raise ModelFileError(
+            f"{what}: takes {shape} and gives {classes} classes; a FER model takes "
+            f"({IMAGE_SIZE}, {IMAGE_SIZE}, {CHANNELS}) and gives {len(CLASSES)}"
+        )
