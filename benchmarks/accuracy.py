@@ -15,7 +15,7 @@ import numpy as np
 from fer_bench.errors import BenchError
 from fer_bench.models import OURS, ModelEntry, open_entry
 from fer_train.evaluate import classification_report
-from fer_train.spec import CLASSES, IMAGE_SIZE
+from fer_train.spec import CLASSES
 
 # Interpreter threads while scoring: speed only, the answers are the same.
 THREADS = 2
@@ -65,18 +65,16 @@ def keras_probs(path: str | Path, images: np.ndarray) -> np.ndarray:
         from fer_train.backend import import_keras
 
         import_keras()  # quietly; and a missing TensorFlow is told apart from a bad file
-        from fer_train.models import ModelFileError, load_model
+        from fer_train.models import ModelFileError, check_face_model, load_model
     except ImportError:
         raise BenchError(
             f"{path}: a .keras reference needs TensorFlow (pip install 'fer-edge-toolkit[train]')"
         ) from None
     try:
         model = load_model(path, compile=False)
+        check_face_model(model, f"reference {path}")
     except ModelFileError as err:
         raise BenchError(str(err)) from None
-    shape = tuple(model.input_shape[1:])
-    if shape != (IMAGE_SIZE, IMAGE_SIZE, 1) or model.output_shape[-1] != len(CLASSES):
-        raise BenchError(f"{path}: a reference takes (48, 48, 1) and gives 7 classes; this one is {shape}")
     x = images.astype(np.float32)[..., None]
     return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32)
 

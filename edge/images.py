@@ -69,7 +69,7 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
             f"{path}: {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "
             f"(--max-pixels or ${ENV_MAX_PIXELS})"
         )
-    if _truncated_jpeg(data.tobytes()):  # libjpeg would decode it with the missing part gray
+    if data[:2].tobytes() == b"\xff\xd8" and _truncated_jpeg(data.tobytes()):  # libjpeg: gray where cut
         raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
     if image is None:
