@@ -89,6 +89,12 @@ def test_finished_run_is_not_overwritten_but_can_be_extended(tiny_folders, tmp_p
         fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
     with pytest.raises(TrainError, match=r"other settings \(model_options\)"):
         fit(tiny_cfg(tiny_folders, model_options={"width": 0.25}, epochs=2), out, log=lambda m: None)
+    with pytest.raises(TrainError, match=r"other settings \(mixup\)"):
+        fit(tiny_cfg(tiny_folders, mixup=0.2, epochs=2), out, log=lambda m: None)
+    # A run begun before a setting existed (here: --mixup) had it at its default, and resumes.
+    config = json.loads((out / "config.json").read_text())
+    del config["fit"]["mixup"]
+    (out / "config.json").write_text(json.dumps(config))
     messages = []
     fit(tiny_cfg(tiny_folders, epochs=2, patience=5), out, log=messages.append)
     assert any("resuming at epoch 2" in m for m in messages)
@@ -133,11 +139,12 @@ def test_a_cosine_run_warms_up_then_decays_to_zero(tiny_folders, tmp_path):
     assert "cannot continue" in str(refused.value) and "larger --epochs" not in str(refused.value)
 
 
-def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tiny_folders, tmp_path):
-    """Shuffling, augmentation and dropout continue from where the run stopped, not from its start."""
+@pytest.mark.parametrize("recipe", [{"erasing": 0.5}, {"mixup": 0.4}], ids=["erasing", "mixup"])
+def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tiny_folders, tmp_path, recipe):
+    """Shuffling, augmentation, MixUp and dropout continue from where the run stopped, not from its start."""
     from fer_train.models import load_model
 
-    cfg = dict(batch_size=8, erasing=0.5, model_options={"width": 0.25})
+    cfg = dict(batch_size=8, model_options={"width": 0.25}, **recipe)
     fit(tiny_cfg(tiny_folders, epochs=3, **cfg), tmp_path / "whole", log=lambda m: None)
     fit(tiny_cfg(tiny_folders, epochs=1, **cfg), tmp_path / "split", log=lambda m: None)
     fit(tiny_cfg(tiny_folders, epochs=3, **cfg), tmp_path / "split", log=lambda m: None)  # resumes at 2
@@ -153,6 +160,25 @@ def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tiny_folders, tmp_
         load_model(tmp_path / r / "checkpoint" / "last.keras").get_weights() for r in ("whole", "split")
     ]
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(*weights))
+
+
+def test_mixup_blends_faces_and_their_targets_alike(tiny_splits):
+    from fer_train.fit import TrainingData
+
+    images, labels = tiny_splits["train"]
+    onehot = np.eye(7, dtype=np.float32)[labels]
+    plain = TrainingData(images, onehot, tiny_cfg("unused", augment=False))
+    mixed = TrainingData(images, onehot, tiny_cfg("unused", augment=False, mixup=0.4))
+    for (x0, y0), (x1, y1) in zip(plain.dataset, mixed.dataset):  # the same faces in the same order
+        x0, y0, x1, y1 = (np.asarray(t) for t in (x0, y0, x1, y1))
+        assert np.allclose(y1.sum(1), 1.0) and (y1.max(1) < 0.999).any()
+        # Each face is w x itself + (1 - w) x another of the batch, its target likewise: w is the
+        # weight its own class keeps (labels differing), and the blend of the two faces matches it.
+        for i in np.flatnonzero(y1.max(1) < 0.999):
+            own = y0[i].argmax()
+            w = y1[i, own]
+            j = [k for k in range(len(y0)) if np.allclose(y1[i], w * y0[i] + (1 - w) * y0[k])]
+            assert any(np.allclose(x1[i], w * x0[i] + (1 - w) * x0[k], atol=1e-3) for k in j)
 
 
 @pytest.mark.slow

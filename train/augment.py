@@ -2,8 +2,9 @@
 
 The defaults mirror the usual FER2013 ImageDataGenerator settings: rotation 10 degrees, shifts and zoom
 of 10%, horizontal flips, brightness +-20%; `erasing` adds random erasing (a noise patch over up to a
-third of the face, with that probability), which the residual models' recipe uses. They run in the
-tf.data pipeline, on training batches only, so evaluation and export always see the face as it is.
+third of the face, with that probability), which the residual models' recipe uses. `build_mixup` is
+MixUp: it blends each training face with another one of its batch, and their targets alike. They run in
+the tf.data pipeline, on training batches only, so evaluation and export always see the face as it is.
 """
 
 from __future__ import annotations
@@ -43,3 +44,10 @@ def build_augmenter(cfg: AugmentConfig, seed: int = 0):
     if cfg.erasing:
         steps.append(layers.RandomErasing((cfg.erasing, cfg.erasing), value_range=(0.0, 255.0), seed=seed))
     return keras.Sequential(steps, name="augment")
+
+
+def build_mixup(alpha: float, seed: int = 0):
+    """Keras's MixUp for batches {"images", "labels"}: weights drawn from Beta(alpha, alpha)."""
+    import keras
+
+    return keras.layers.MixUp(alpha=alpha, seed=seed, name="mixup")

@@ -83,6 +83,12 @@ def fit(
     ),
     augment: bool = typer.Option(None, help="Random flip, rotation, shift, zoom, brightness (and erasing)."),
     erasing: float = typer.Option(None, min=0.0, max=1.0, help="Probability of random erasing per face."),
+    mixup: float = typer.Option(
+        None,
+        min=0.0,
+        help="MixUp: blend each training face and its target with another's, weights from "
+        "Beta(A, A); 0.2 is usual, 0 turns it off.",
+    ),
     width: float = typer.Option(None, min=0.1, help="cnn only: filter-count multiplier."),
     weights: str = typer.Option(None, help="vgg16/inceptionv3 only: a local no-top weights file."),
     patience: int = typer.Option(None, help="plateau schedule: EarlyStopping patience in epochs."),
@@ -118,6 +124,7 @@ def fit(
         "distill": distill,
         "augment": augment,
         "erasing": erasing,
+        "mixup": mixup,
         "patience": patience,
         "train_split": train_split,
         "val_split": val_split,

@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import keras
@@ -83,6 +83,7 @@ class FitConfig:
     distill: float = 0.0
     augment: bool = True
     erasing: float = 0.0
+    mixup: float = 0.0  # MixUp's Beta(alpha, alpha); 0: off
     train_split: str = "train"
     val_split: str = "test"
     val_data: str | None = None
@@ -132,6 +133,8 @@ def _check_settings(cfg: FitConfig) -> None:
         raise TrainError("--distill needs a teacher: pass --teacher MODEL.keras")
     if cfg.teacher and cfg.distill == 0:
         raise TrainError("--teacher needs --distill A: the teacher's share of each target, e.g. 0.5")
+    if cfg.mixup < 0:
+        raise TrainError(f"--mixup {cfg.mixup}: MixUp's alpha is positive (0.2 is usual), or 0 for none")
     if cfg.distill > 0 and not Path(cfg.teacher).is_file():
         raise TrainError(
             f"teacher {cfg.teacher}: no such file; train it first (its run's model.keras) or pass --teacher"
@@ -155,7 +158,13 @@ def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
         previous = json.loads(config_path.read_text())["fit"]
     except (OSError, ValueError, KeyError, TypeError):
         raise TrainError(f"{config_path}: unreadable run settings; use --force to start over") from None
-    changed = sorted(k for k, v in asdict(cfg).items() if previous.get(k) != v and k not in RESUMABLE_CHANGES)
+    # A setting added since the run began was at its default then.
+    defaults = {f.name: f.default for f in fields(FitConfig) if f.default is not MISSING}
+    changed = sorted(
+        k
+        for k, v in asdict(cfg).items()
+        if previous.get(k, defaults.get(k)) != v and k not in RESUMABLE_CHANGES
+    )
     if changed:
         raise TrainError(
             f"{out}: holds a run with other settings ({', '.join(changed)}); "
@@ -218,6 +227,7 @@ def _describe(cfg: FitConfig) -> dict:
         "input": INPUT_SPEC,
         "output": OUTPUT_SPEC,
         "augment": AugmentConfig(erasing=cfg.erasing).to_dict() if cfg.augment else None,
+        "mixup": cfg.mixup or None,
         "environment": {
             "python": platform.python_version(),
             "keras": keras.__version__,
@@ -309,12 +319,13 @@ class TrainingData:
     def __init__(self, images: np.ndarray, targets: np.ndarray, cfg: FitConfig):
         import tensorflow as tf
 
-        from fer_train.augment import build_augmenter
+        from fer_train.augment import build_augmenter, build_mixup
 
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.augmenter = (
             build_augmenter(AugmentConfig(erasing=cfg.erasing), cfg.seed) if cfg.augment else None
         )
+        self.mixup = build_mixup(cfg.mixup, cfg.seed) if cfg.mixup else None
         x = tf.constant(images[..., None])  # uint8: a quarter of the memory of float32
         y = tf.constant(targets.astype(np.float32))
         seed, n = cfg.seed, len(targets)
@@ -333,14 +344,20 @@ class TrainingData:
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
         if self.augmenter is not None:
             ds = ds.map(lambda a, b: (self.augmenter(a, training=True), b))
+        if self.mixup is not None:  # after the geometric augmentation: it blends the augmented faces
+            ds = ds.map(self._mix)
         self.dataset = ds.prefetch(tf.data.AUTOTUNE)
+
+    def _mix(self, images, targets):
+        mixed = self.mixup({"images": images, "labels": targets}, training=True)
+        return mixed["images"], mixed["labels"]
 
 
 def _seed_generators(*models) -> list:
-    """Every random stream of the models' layers (augmentation, dropout), nested models included."""
+    """Every random stream of the models' layers (augmentation, dropout, MixUp), nested ones included."""
     found = []
     for model in models:
-        for layer in model._flatten_layers(include_self=False):
+        for layer in model._flatten_layers(include_self=True):
             found += getattr(layer, "_seed_generators", [])
     return found
 
@@ -352,7 +369,7 @@ class RandomStreams(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.data.epoch.assign(epoch)
-        models = [self.model] + ([self.data.augmenter] if self.data.augmenter is not None else [])
+        models = [self.model] + [m for m in (self.data.augmenter, self.data.mixup) if m is not None]
         for i, generator in enumerate(_seed_generators(*models)):
             # Far apart per epoch: an epoch draws well under 2**20 times from one stream.
             state = np.array([self.seed * 7919 + i, epoch << 20], dtype=generator.state.dtype)
