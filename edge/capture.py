@@ -25,8 +25,10 @@ PICAMERA_NAMES = ("picamera", "picamera2")
 # How long the loop waits for a frame at a time. A Ctrl-C the kernel hands to another thread is only
 # acted on when the main thread runs Python again, so a stalled stream must not keep it asleep long.
 WAIT_SLICE_S = 0.25
-# How long opening a stream may take before "no answer" (--open-timeout).
+# How long opening a stream may take before "no answer" (--open-timeout), and how much longer the
+# helper thread that opens it is waited for (FFmpeg's own timeout on a URL comes first).
 DEFAULT_OPEN_TIMEOUT_S = 10.0
+OPEN_GRACE_S = 2.0
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
 
 
@@ -64,6 +66,10 @@ def open_source(
         return ImageSource(list_images([path]))
     if not path.exists():
         raise SourceError(f"{source}: no such file, folder or camera")
+    if path.is_char_device():  # /dev/video0: a camera
+        return LiveSource(source, reconnect, backoff, open_timeout=open_timeout)
+    if not path.is_file():  # a named pipe: opening it waits for a writer, which may never come
+        return VideoSource(path, open_stream(source, open_timeout))
     if is_image(path):
         return ImageSource([path])
     return VideoSource(path)
@@ -120,24 +126,29 @@ def _open_capture(source: str, open_timeout: float | None = None):
 
 
 def open_stream(source: str, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S):
-    """Open a camera or stream; a SourceError saying why when it does not open. The open runs in a
-    helper thread so that Ctrl-C works while a server that accepted the connection never answers."""
+    """Open a camera, stream or pipe; a SourceError saying why when it does not open. The open runs in
+    a helper thread so that Ctrl-C works while a server that accepted the connection never answers or
+    a named pipe has no writer; after `open_timeout` (and FFmpeg's own timeout on a URL) it is given up."""
     opened: dict = {}
     thread = threading.Thread(
         target=lambda: opened.setdefault("capture", _open_capture(source, open_timeout)), daemon=True
     )
     start = time.monotonic()
     thread.start()
-    while thread.is_alive():
+    while thread.is_alive() and time.monotonic() - start < open_timeout + OPEN_GRACE_S:
         thread.join(WAIT_SLICE_S)
     capture = opened.get("capture")
     if capture is None:
-        if source.isdigit():
-            why = "no such camera, or it is in use"
-        elif time.monotonic() - start >= 0.9 * open_timeout:
+        if time.monotonic() - start >= 0.9 * open_timeout:
             why = f"no answer within {open_timeout:g} s; --open-timeout sets how long to wait"
-        else:
+        elif source.isdigit():
+            why = "no such camera, or it is in use"
+        elif Path(source).is_char_device():
+            why = "not a camera OpenCV can open, or it is in use"
+        elif is_live(source):
             why = "cannot connect"
+        else:
+            why = "not a video OpenCV can read"
         raise SourceError(f"{describe(source)}: cannot open ({why})")
     return capture
 

@@ -33,8 +33,8 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 SOURCE_HELP = (
-    "Camera index, picamera (a Pi camera module, through Picamera2), video file, rtsp:// or http:// URL, "
-    "image, or folder of images."
+    "Camera index or device (/dev/video0), picamera (a Pi camera module, through Picamera2), video file "
+    "or named pipe, rtsp:// or http:// URL, image, or folder of images."
 )
 MODEL_HELP = (
     "FER .tflite to run, or a shipped model's name: default (the most accurate), small (faster and more "
@@ -174,7 +174,10 @@ def run(
         help="Reopen a dropped camera or stream this many times (backoff 0.5 s doubling).",
     ),
     open_timeout: float = typer.Option(
-        10.0, "--open-timeout", min=0.1, help="Seconds to wait for a stream to answer when opening it."
+        10.0,
+        "--open-timeout",
+        min=0.1,
+        help="Seconds to wait for a camera or stream to answer, or a named pipe's writer, when opening it.",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing --save and --json-file outputs."),
     max_pixels: int | None = typer.Option(

@@ -7,12 +7,14 @@ cascade when no BlazeFace model file exists, and says which it chose and why.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes.util
 import importlib.util
 import os
 import platform
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -132,6 +134,18 @@ def import_mediapipe():
     return mediapipe, BaseOptions, vision
 
 
+# MediaPipe detectors not closed by their owner: closed at exit, before the interpreter tears modules down
+# (then MediaPipe's own finalizer fails and prints a traceback).
+_unclosed: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_unclosed() -> None:
+    for detector in list(_unclosed):
+        with contextlib.suppress(Exception):
+            detector.close()
+
+
 class MediaPipeDetector:
     name = "mediapipe"
 
@@ -148,6 +162,7 @@ class MediaPipeDetector:
             )
             with native_quiet():
                 self._detector = vision.FaceDetector.create_from_options(options)
+            _unclosed.add(self)
         except Exception as err:  # mediapipe raises RuntimeError, ValueError or its own status errors
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise DetectorError(f"mediapipe detector: cannot start ({first})") from err

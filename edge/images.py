@@ -48,6 +48,8 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
             out.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image(p)))
         elif path.is_file():
             out.append(path)
+        elif path.exists():  # a device, pipe or socket: no size to check before reading it
+            raise SourceError(f"{path}: not a regular file or folder")
         else:
             raise SourceError(f"{path}: no such file or folder")
     if not out:

@@ -6,6 +6,8 @@ import functools
 import hashlib
 import http.server
 import statistics
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -89,6 +91,18 @@ def test_blazeface_rejects_a_model_that_is_not_blazeface(tmp_path, shared):
     # The face landmarker bundle is a zip of other models, not BlazeFace.
     with pytest.raises(DetectorError):
         BlazeFaceDetector(shared / "models" / "face_landmarker.task")
+
+
+@pytest.mark.skipif(
+    mediapipe_unavailable() is not None, reason=f"mediapipe cannot run: {mediapipe_unavailable()}"
+)
+def test_a_recognizer_left_open_exits_without_mediapipes_traceback():
+    # The embedding API used without `with` or close(): MediaPipe's own finalizer, run while the
+    # interpreter tears down, printed "Exception ignored ... TypeError" at exit.
+    code = "from fer_edge import EmotionRecognizer; EmotionRecognizer(detector='mediapipe'); print('made')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "made", done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
 
 
 @pytest.mark.skipif(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,6 +89,7 @@ def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
     ("args", "message"),
     [
         (["predict", "nowhere/", "--crops"], "no such file or folder"),
+        (["predict", "{fifo}", "--crops"], "fifo: not a regular file or folder"),
         (["predict", "{img}", "--crops", "-m", "{tmp}/missing.tflite"], "no such model file"),
         (["predict", "{img}", "--crops", "-m", "{junk}"], "not a usable TFLite model"),
         (
@@ -101,7 +103,8 @@ def test_bad_input_is_one_error_line(env, models, tmp_path, args, message):
     cv2.imwrite(str(img), shared_faces(env, per_class=1)[0][1])
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"\x00" * 64)
-    values = {"img": img, "tmp": tmp_path, "junk": junk, "int8": models["int8"]}
+    os.mkfifo(tmp_path / "fifo")  # reading it would wait forever for a writer
+    values = {"img": img, "tmp": tmp_path, "junk": junk, "int8": models["int8"], "fifo": tmp_path / "fifo"}
     result = invoke(*[a.format(**values) for a in args])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()

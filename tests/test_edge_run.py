@@ -507,3 +507,26 @@ def test_a_finite_video_served_over_http_ends_the_run_cleanly(env, models, tmp_p
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.splitlines()) == 12  # every frame once: read to its end, not replayed
     assert "summary: 12 frames" in result.stderr
+
+
+def test_a_named_pipe_is_read_to_its_end_and_one_without_a_writer_times_out(env, models, tmp_path):
+    video, pipe = tmp_path / "clip.avi", tmp_path / "pipe"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for i in range(12):
+        writer.write(np.full((240, 320, 3), 20 * i, np.uint8))
+    writer.release()
+    os.mkfifo(pipe)
+    feeder = threading.Thread(target=lambda: pipe.write_bytes(video.read_bytes()), daemon=True)
+    feeder.start()
+    result = invoke("run", "-s", pipe, "-m", models["int8"], "-d", "blazeface", "--json", "--no-show")
+    feeder.join(10)
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 12 and "summary: 12 frames" in result.stderr
+
+    # Opening a pipe waits for its writer (as `ffmpeg ... > pipe` started after us): give up after
+    # --open-timeout, with one line, instead of hanging.
+    start = time.monotonic()
+    result = invoke("run", "-s", pipe, "-m", models["int8"], "-d", "blazeface", "--open-timeout", "0.5")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "pipe: cannot open (no answer within 0.5 s" in result.stderr.strip().splitlines()[-1]
+    assert time.monotonic() - start < 8
