@@ -412,7 +412,9 @@ def run_all(
 @app.command()
 def pipeline(
     source: str = typer.Option(
-        ..., "--source", help="A video file, a folder of images, an image, or a camera index."
+        ...,
+        "--source",
+        help="A video file, a folder of images, an image, a camera, a stream or a named pipe.",
     ),
     models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP + " Runs with our detector and crops."),
@@ -437,6 +439,12 @@ def pipeline(
         min=1,
         help="Run the detector every N frames and track faces in between, as fer-edge run does.",
     ),
+    open_timeout: float = typer.Option(
+        pipe.Settings.open_timeout,
+        "--open-timeout",
+        min=0.1,
+        help="Seconds to wait for a camera or stream to answer, or a named pipe's writer (as fer-edge).",
+    ),
     out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
@@ -453,6 +461,7 @@ def pipeline(
         max_frames=max_frames,
         warmup=warmup,
         detect_every=detect_every,
+        open_timeout=open_timeout,
     )
     _guarded(lambda: _pipeline(source, models, peer, settings, out_dir, force))
 

@@ -20,6 +20,7 @@ import numpy as np
 from fer_bench.errors import BenchError
 from fer_bench.latency import stats
 from fer_bench.models import OURS, ModelEntry, open_ours
+from fer_edge.capture import DEFAULT_OPEN_TIMEOUT_S
 from fer_edge.live import STAGES, LiveOptions, Stats, process
 
 __all__ = ["STAGES", "Settings", "run_one"]
@@ -35,6 +36,7 @@ class Settings:
     max_frames: int = 300
     warmup: int = 3  # frames run first and not timed (model planning, caches)
     detect_every: int = 1
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT_S  # a camera, stream or named pipe that does not answer
 
 
 class _FrameTimes(Stats):
@@ -87,7 +89,8 @@ def run_one(entry: ModelEntry, source: str, settings: Settings = Settings(), pro
     sink = _DrawOnly(times, progress)
     options = LiveOptions(source=str(source), detect_every=s.detect_every, max_frames=s.max_frames + s.warmup)
     with contextlib.ExitStack() as opened:
-        frames = open_source(str(source))  # a missing source is refused before a detector starts
+        # A missing source is refused before a detector starts.
+        frames = open_source(str(source), open_timeout=s.open_timeout)
         opened.callback(frames.close)
         fer = EmotionRecognizer(open_classifier(entry, s.threads), s.detector, s.detector_model, s.threads)
         opened.callback(fer.close)

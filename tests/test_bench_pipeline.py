@@ -3,6 +3,8 @@ crops, classifier and overlay: stage times that add up, and the faces the clip h
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from bench_helpers import read_json, run_cli, tiny_models, write_clip
 from test_bench_latency import error_line
@@ -126,6 +128,11 @@ def test_bad_sources_end_in_one_error_line(clip, shared, tmp_path):
         str(tmp_path),
     )
     assert "warm-up" in error_line(proc)
+    os.mkfifo(tmp_path / "pipe")  # no writer: the option the error names is there
+    proc = run_cli(
+        "pipeline", "--source", str(tmp_path / "pipe"), "-m", str(models["int8"]), "--open-timeout", "0.5"
+    )
+    assert "no answer within 0.5 s; --open-timeout sets how long to wait" in error_line(proc)
     assert not (tmp_path / "pipeline.json").exists()
 
 
