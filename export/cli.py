@@ -78,7 +78,9 @@ def quantize(
         Defaults.eval_samples, min=0, help="Evaluate on a random subset of this size (0: the whole split)."
     ),
     name: str = typer.Option(
-        None, help="Model name in file names and metadata (default: the Keras model's name)."
+        None,
+        help="Model name in file names and metadata: letters, digits, '_', '-', '.' (default: the Keras "
+        "model's name).",
     ),
     io_type: str = typer.Option(
         Defaults.io_type,

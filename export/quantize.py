@@ -9,6 +9,7 @@ then measure it on the eval data in the LiteRT interpreter (`measure`). The repo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,14 @@ def output_paths(opts: Options, name: str, jobs: list[Job]) -> list[Path]:
     return paths
 
 
+def checked_name(name: str, given: bool) -> str:
+    """The name in the output files' names: a plain stem, so that every file lands in --out."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        return name
+    where = f"--name {name!r}" if given else f"the model's name {name!r} (pass --name)"
+    raise ExportError(f"{where}: use letters, digits, '_', '-' and '.' only, as in a file name")
+
+
 def check_options(opts: Options) -> None:
     if not Path(opts.model).is_file():  # the first thing a typo breaks: say so before anything else
         raise ExportError(f"{opts.model}: no such model file")
@@ -149,7 +158,7 @@ def run(opts: Options, log: Callable[[str], None] = print, progress=None) -> dic
         from fer_train.models import with_flip_tta
 
         keras_model = with_flip_tta(keras_model)
-    name = opts.name or keras_model.name
+    name = checked_name(opts.name or keras_model.name, given=bool(opts.name))
     jobs = plan(opts)
     for path in output_paths(opts, name, jobs):
         refuse_overwrite(path, opts.force)

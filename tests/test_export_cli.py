@@ -216,6 +216,16 @@ def test_empty_representative_data(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("name", ["../escaped", "a b/c", ".hidden"])
+def test_a_name_that_is_not_a_file_name_is_refused(tmp_path, name):
+    out = tmp_path / "out" / "o"
+    result = fer_export(
+        "quantize", "--model", tiny_model_path(), "--mode", "fp32", "--name", name, "--out", out
+    )
+    assert_one_error_line(result, f"--name {name!r}: use letters, digits")
+    assert not (tmp_path / "out").exists()  # nothing written, in --out or beside it
+
+
 def test_unknown_mode(tmp_path):
     result = fer_export("quantize", "--model", tiny_model_path(), "--mode", "int4", "--out", tmp_path)
     assert_one_error_line(result, "unknown mode")
