@@ -130,7 +130,8 @@ def fer_res_l():
 @register_model(
     "nano: the default's design, narrow at full resolution, 0.66 M parameters, 14 M MACs",
     epochs=40,
-    **{**RESIDUAL_RECIPE, "weight_decay": 5e-4, "erasing": 0.0},
+    # Every class at the mean class size (disgust x9.4, happy x0.57): +0.5 points, macro-F1 +0.05.
+    **{**RESIDUAL_RECIPE, "weight_decay": 5e-4, "erasing": 0.0, "balance": "hybrid"},
 )
 def fer_nano():
     # Narrow where the feature maps are large (8 and 16 filters at 48x48 and 24x24), wide where they are
