@@ -161,7 +161,9 @@ def run(
         None, "--json-file", help="Write the JSON lines to this file instead of stdout."
     ),
     serve: str | None = typer.Option(
-        None, "--serve", help="Serve an MJPEG preview page at HOST:PORT, e.g. 127.0.0.1:8080."
+        None,
+        "--serve",
+        help="Serve an MJPEG preview page at HOST:PORT, e.g. 127.0.0.1:8080 ([::1]:8080 for IPv6).",
     ),
     show: bool | None = typer.Option(
         None, "--show/--no-show", help="Show a window (default: when a display exists)."

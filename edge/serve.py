@@ -9,6 +9,7 @@ connection that sends no request, or stops reading the stream, is closed after I
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -24,9 +25,12 @@ BUSY = (
 
 
 def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT, with an IPv6 host in brackets ([::1]:8080); no host: 127.0.0.1."""
     host, _, port = text.rpartition(":")
     if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise EdgeError(f"--serve {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        raise EdgeError(f"--serve {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     return host or "127.0.0.1", int(port)
 
 
@@ -110,9 +114,10 @@ class _BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64  # a burst of clients waits in the kernel, not in SYN retries (socketserver: 5)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, address: tuple[str, int], handler):
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
-        super().__init__(*args, **kwargs)
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # read by bind
+        super().__init__(address, handler)
 
     def process_request(self, request, client_address):
         if not self.slots.acquire(blocking=False):
@@ -137,7 +142,8 @@ class PreviewServer:
             self._server = _BoundedServer((host, port), _handler(self.hub))
         except OSError as err:
             raise EdgeError(f"--serve {address}: cannot listen there ({err.strerror or err})") from err
-        self.url = f"http://{host}:{self._server.server_address[1]}/"
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self._server.server_address[1]}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fer-serve", daemon=True)
         self._thread.start()
 

@@ -241,6 +241,27 @@ def test_preview_server_serves_page_frames_and_stream(env, models):
     outputs.close()
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_preview_server_listens_on_ipv6_in_brackets():
+    server = PreviewServer("[::1]:0")
+    try:
+        assert server.url.startswith("http://[::1]:")
+        server.publish(np.zeros((48, 64, 3), np.uint8))
+        jpeg = urllib.request.urlopen(server.url + "frame.jpg", timeout=5).read()
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    finally:
+        server.close()
+
+
 def test_preview_server_caps_connections_and_closes_idle_ones(monkeypatch):
     from fer_edge import serve
 
