@@ -4,6 +4,7 @@
 other name below) picks a shipped model by name, so an offline Pi needs no path.
 """
 
+import json
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -29,3 +30,29 @@ def shipped(name: str) -> Path | None:
     """The shipped model called `name` (see SHIPPED), or None when there is no such name or file."""
     path = MODELS_DIR / SHIPPED[name] if name in SHIPPED else None
     return path if path is not None and path.is_file() else None
+
+
+def describe_shipped() -> list[dict]:
+    """Each shipped model as `fer-edge models list` shows it: name, file, size, input, and accuracy and
+    macro-F1 on FER2013 PublicTest from the card written beside it at export."""
+    rows = []
+    for name, file in SHIPPED.items():
+        path = MODELS_DIR / file
+        if not path.is_file():
+            continue
+        card = (
+            json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").is_file() else {}
+        )
+        spec, evaluation = card.get("input", {}), card.get("evaluation", {})
+        rows.append(
+            {
+                "name": name,
+                "file": file,
+                "kib": round(path.stat().st_size / 1024),
+                "input": f"{spec.get('color', '?').replace('grayscale', 'gray')} {spec.get('dtype', '?')}",
+                "flip_tta": bool(card.get("source", {}).get("flip_tta")),
+                "accuracy": evaluation.get("accuracy"),
+                "macro_f1": evaluation.get("macro_f1"),
+            }
+        )
+    return rows

@@ -210,3 +210,19 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(env, models):
     stderr = reader.stderr.read()
     assert reader.wait(timeout=120) == 141, stderr
     assert "error" not in stderr and "Traceback" not in stderr and "Exception" not in stderr
+
+
+def test_models_list_shows_every_shipped_model_with_its_measured_accuracy():
+    from fer_models import SHIPPED
+
+    rows = [json.loads(line) for line in invoke("models", "list", "--json").stdout.splitlines()]
+    assert [r["name"] for r in rows] == list(SHIPPED)
+    by_name = {r["name"]: r for r in rows}
+    int8 = [r for r in rows if r["input"].endswith("int8")]
+    # What --model's help promises: the default is the most accurate int8 model, nano the smallest.
+    assert by_name["default"]["accuracy"] == max(r["accuracy"] for r in int8)
+    assert by_name["nano"]["kib"] == min(r["kib"] for r in rows)
+    assert all(r["input"].startswith("rgb") for r in rows if r["name"].endswith("app"))
+    table = invoke("models", "list").stdout.splitlines()
+    assert len(table) == len(SHIPPED) + 2 and all(len(line) <= 80 for line in table[:-1])
+    assert table[1].split()[:2] == ["default", SHIPPED["default"]]
