@@ -299,7 +299,7 @@ def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
         "--data",
         tiny_csv,
         "--archs",
-        "cnn",
+        "cnn, cnn",  # named twice: trained and listed once
         "--epochs",
         "1",
         "--limit",

@@ -225,7 +225,7 @@ def compare(
     resumes with the same command, and a larger --budget-minutes trains finished runs on from where
     they stopped.
     """
-    names = [a.strip() for a in archs.split(",") if a.strip()]
+    names = list(dict.fromkeys(a.strip() for a in archs.split(",") if a.strip()))  # each once
 
     def run():
         from fer_train.compare import compare as run_compare  # imports TensorFlow, once silenced
