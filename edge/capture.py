@@ -7,7 +7,10 @@ A live source that stops delivering is reopened with exponential backoff, then g
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -131,12 +134,21 @@ def open_stream(source: str, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S):
     a named pipe has no writer; after `open_timeout` (and FFmpeg's own timeout on a URL) it is given up."""
     opened: dict = {}
     thread = threading.Thread(
-        target=lambda: opened.setdefault("capture", _open_capture(source, open_timeout)), daemon=True
+        target=lambda: opened.setdefault("capture", _open_capture(source, open_timeout)),
+        name=f"open {source}",
+        daemon=True,
     )
+    pipe = _is_pipe(source)  # no FFmpeg timeout applies to opening a pipe: no grace either
     start = time.monotonic()
     thread.start()
-    while thread.is_alive() and time.monotonic() - start < open_timeout + OPEN_GRACE_S:
+    while thread.is_alive() and time.monotonic() - start < open_timeout + (0 if pipe else OPEN_GRACE_S):
         thread.join(WAIT_SLICE_S)
+    if thread.is_alive() and pipe:
+        # OpenCV tries more than one backend, each opening the pipe again: release each in turn.
+        deadline = time.monotonic() + OPEN_GRACE_S
+        while thread.is_alive() and time.monotonic() < deadline:
+            _release_pipe_reader(source)
+            thread.join(0.05)
     capture = opened.get("capture")
     if capture is None:
         if time.monotonic() - start >= 0.9 * open_timeout:
@@ -151,6 +163,20 @@ def open_stream(source: str, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S):
             why = "not a video OpenCV can read"
         raise SourceError(f"{describe(source)}: cannot open ({why})")
     return capture
+
+
+def _is_pipe(source: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(source).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _release_pipe_reader(source: str) -> None:
+    """Unblock a thread stuck opening a named pipe that has no writer: open it as the writer, without
+    waiting, and close it at once, so that the reader sees an empty stream and its thread ends."""
+    with contextlib.suppress(OSError):  # no reader left: nothing is waiting
+        os.close(os.open(source, os.O_WRONLY | os.O_NONBLOCK))
 
 
 def _frame_count(capture) -> int:
