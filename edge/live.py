@@ -25,6 +25,7 @@ from fer_edge.errors import EdgeError, SourceError
 from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer, Face
 from fer_edge.tracking import Tracker
+from fer_train.files import refuse_overwrite  # pure Python, shared by every stage
 
 STAGES = ("capture", "detect", "classify", "output")
 
@@ -128,8 +129,7 @@ def check_outputs(options: LiveOptions) -> None:
             raise EdgeError(f"{flag} {path}: is a folder; give a file name")
         if path.exists() and not path.is_file():  # moved over, a device or pipe would itself be replaced
             raise EdgeError(f"{flag} {path}: a device, pipe or socket, not a file; give a file name")
-        if path.exists() and not options.force:
-            raise FileExistsError(f"{path}: output exists already; use --force to overwrite it")
+        refuse_overwrite(path, options.force, kind="jsonl" if flag == "--json-file" else None)
         try:
             _temp_beside(path).unlink()
         except OSError as err:

@@ -86,6 +86,12 @@ def test_run_on_a_video_saves_video_and_json(env, models, tmp_path):
     again = invoke(*args, "--save", out)
     assert again.exit_code == 2 and "--force" in again.stderr
     assert invoke(*args, "--save", out, "--force", "--max-frames", "5").exit_code == 0
+    # --force replaces the tool's own outputs, not a file of another kind given by mistake.
+    mine = tmp_path / "notes.jsonl"
+    mine.write_text("my notes\n")
+    refused = invoke(*args, "--json-file", mine, "--force", "--max-frames", "5")
+    assert refused.exit_code == 2 and "holds no JSON lines" in refused.stderr.strip().splitlines()[-1]
+    assert mine.read_text() == "my notes\n"
 
 
 def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path):

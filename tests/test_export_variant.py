@@ -152,12 +152,18 @@ def test_a_variant_beyond_tolerance_fails_and_writes_nothing(tmp_path, model, fa
 
 def test_existing_output_needs_force(tmp_path, model):
     out = tmp_path / "m.tflite"
-    out.write_bytes(b"old")
+    export_variant(model, "fp16", out)
+    old = out.read_bytes()
     with pytest.raises(FileExistsError, match="--force"):
         export_variant(model, "fp32", out)
-    assert out.read_bytes() == b"old"
+    assert out.read_bytes() == old
     export_variant(model, "fp32", out, force=True)
-    assert out.read_bytes()[4:8] == b"TFL3"
+    assert out.read_bytes()[4:8] == b"TFL3" and out.read_bytes() != old
+    # a file of another kind at that path is not the tool's to replace
+    out.write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="holds no TFLite model"):
+        export_variant(model, "fp32", out, force=True)
+    assert out.read_bytes() == b"old"
 
 
 @pytest.mark.parametrize(

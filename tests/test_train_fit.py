@@ -408,6 +408,25 @@ def test_distillation_without_its_teacher_is_refused_before_training(tiny_folder
     assert not (tmp_path / "r").exists()
 
 
+def test_force_replaces_only_a_file_of_the_kind_the_tool_writes(tmp_path):
+    """A path named by mistake (a photo, notes) survives --force; a result of the tool's own kind does not."""
+    from fer_train.files import refuse_overwrite, write_json
+
+    photo, notes, report = tmp_path / "r.png", tmp_path / "faces.jsonl", tmp_path / "r.json"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 a JPEG named .png")
+    notes.write_text("my notes\n")
+    write_json(report, {"accuracy": 0.5})
+    with pytest.raises(FileExistsError, match="r.png: holds no PNG, so not this tool's output"):
+        refuse_overwrite(photo, force=True)
+    with pytest.raises(FileExistsError, match="holds no JSON lines"):
+        refuse_overwrite(notes, force=True, kind="jsonl")
+    with pytest.raises(FileExistsError, match="use --force"):
+        refuse_overwrite(report, force=False)
+    refuse_overwrite(report, force=True)  # a JSON report: replaceable
+    (tmp_path / "empty.md").touch()
+    refuse_overwrite(tmp_path / "empty.md", force=True)  # an empty file holds nothing to lose
+
+
 def test_atomic_writes_never_replace_a_device_or_pipe(tmp_path):
     """`--force` replaces files; moved over a named pipe or /dev/null, a result would replace the pipe or
     the device itself."""

@@ -52,12 +52,37 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def refuse_overwrite(path: str | os.PathLike, force: bool, what: str = "output") -> None:
-    """Raise FileExistsError unless `force`: existing results are never replaced silently, and a device,
-    pipe or socket never (moving a file over /dev/null would replace the device itself)."""
-    _refuse_special(Path(path))
-    if Path(path).exists() and not force:
+# How each kind of file the toolkit writes begins. --force replaces an existing file only when it is of
+# the kind the tool writes there (or empty): a photo, notes or a model named by mistake survive it.
+OUTPUT_KINDS = {
+    ".json": ("JSON", lambda head: head.lstrip()[:1] in (b"{", b"[")),
+    "jsonl": ("JSON lines", lambda head: head.lstrip()[:1] == b"{"),
+    ".md": ("Markdown report", lambda head: head.lstrip()[:1] in (b"#", b"|")),
+    ".png": ("PNG", lambda head: head.startswith(b"\x89PNG\r\n\x1a\n")),
+    ".tflite": ("TFLite model", lambda head: head[4:8] == b"TFL3"),
+    ".mp4": ("MP4 video", lambda head: head[4:8] == b"ftyp"),
+    ".avi": ("AVI video", lambda head: head[:4] == b"RIFF" and head[8:12] == b"AVI "),
+    ".mkv": ("Matroska video", lambda head: head[:4] == b"\x1a\x45\xdf\xa3"),
+}
+
+
+def refuse_overwrite(
+    path: str | os.PathLike, force: bool, what: str = "output", kind: str | None = None
+) -> None:
+    """Raise FileExistsError unless `force`: existing results are never replaced silently; with `force`,
+    only a file of the kind the tool writes (`kind`, default: by suffix, as in OUTPUT_KINDS), and never
+    a device, pipe or socket (moving a file over /dev/null would replace the device itself)."""
+    path = Path(path)
+    _refuse_special(path)
+    if not path.is_file():
+        return
+    if not force:
         raise FileExistsError(f"{path}: {what} exists already; use --force to overwrite it")
+    name, looks_ours = OUTPUT_KINDS.get(kind or path.suffix.lower(), ("", lambda head: True))
+    with open(path, "rb") as file:
+        head = file.read(64)
+    if head and not looks_ours(head):
+        raise FileExistsError(f"{path}: holds no {name}, so not this tool's output; kept even with --force")
 
 
 def _refuse_special(path: Path) -> None:
