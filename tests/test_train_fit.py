@@ -263,6 +263,15 @@ def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
     assert len(error_lines) == 1 and message in error_lines[0], result.output
 
 
+def test_fit_refuses_to_validate_on_the_training_folder(tiny_folders, tmp_path):
+    # A folder of class folders is a single split: both --data and the validation would read it.
+    train_only = tiny_folders / "train"
+    result = _cli("fit", "--data", train_only, "--out", tmp_path / "r", "--epochs", "1")
+    assert result.exit_code == 2, result.output
+    assert "both the training and the validation data" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
 @pytest.mark.slow
 def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
     result = _cli(

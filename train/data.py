@@ -34,7 +34,7 @@ class Dataset:
     images: np.ndarray  # uint8 (N, 48, 48)
     labels: np.ndarray  # int64 (N,), indexes spec.CLASSES
     split: str  # Training, PublicTest or PrivateTest
-    source: str
+    source: str  # the CSV file, or the folder of class folders the faces came from
     skipped: list[str] = field(default_factory=list)  # "where: why" for every item left out
 
     def __len__(self) -> int:
@@ -62,11 +62,12 @@ def load(
     if src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES:
         raise DataError(f"{src}: an image; --data takes the FER2013 CSV or a folder of <split>/<class>/")
     usage = canonical_split(split) if split.lower() in SPLIT_ALIASES else split
+    source = src
     if src.is_file():
         files = [src]
         reader = lambda: _read_csv(src, usage, skip_bad)  # noqa: E731
     else:
-        split_dir = _find_split_dir(src, split)
+        split_dir = source = _find_split_dir(src, split)
         listing = _list_images(split_dir, skip_bad)
         reader = lambda: _read_folder(listing, skip_bad)  # noqa: E731
         files = [p for p, _ in listing]
@@ -74,12 +75,12 @@ def load(
     cached = _cache_path(key)
     if cache and cached.exists():
         try:
-            return _read_cache(cached, usage, str(src))
+            return _read_cache(cached, usage, str(source))
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
     images, labels, skipped = reader()
     _check_not_empty(labels, src, usage)
-    data = Dataset(images, labels, usage, str(src), skipped)
+    data = Dataset(images, labels, usage, str(source), skipped)
     if cache:
         _write_cache(cached, data)
     return data

@@ -243,6 +243,12 @@ def _describe(cfg: FitConfig) -> dict:
 def _load_splits(cfg: FitConfig, log) -> tuple[fer_data.Dataset, fer_data.Dataset]:
     train = fer_data.load(cfg.data, cfg.train_split, skip_bad=cfg.skip_bad)
     val = fer_data.load(cfg.val_data or cfg.data, cfg.val_split, skip_bad=cfg.skip_bad)
+    if Path(val.source).is_dir() and Path(val.source).resolve() == Path(train.source).resolve():
+        # A folder of class folders is one split: selecting epochs on the faces trained on is silent damage.
+        raise TrainError(
+            f"{val.source}: would be both the training and the validation data; give --data a folder "
+            "holding train/ and test/ (or a FER2013 CSV), or --val-data another folder"
+        )
     for ds in (train, val):
         if ds.skipped:
             log(f"skipped {len(ds.skipped)} bad items in {ds.split}, e.g. {ds.skipped[0]}")
