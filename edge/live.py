@@ -125,11 +125,10 @@ def check_outputs(options: LiveOptions) -> None:
         if path is None:
             continue
         path = Path(path)
-        if path.is_dir():
-            raise EdgeError(f"{flag} {path}: is a folder; give a file name")
-        if path.exists() and not path.is_file():  # moved over, a device or pipe would itself be replaced
-            raise EdgeError(f"{flag} {path}: a device, pipe or socket, not a file; give a file name")
-        refuse_overwrite(path, options.force, kind="jsonl" if flag == "--json-file" else None)
+        try:
+            refuse_overwrite(path, options.force, kind="jsonl" if flag == "--json-file" else None)
+        except FileExistsError as err:
+            raise EdgeError(f"{flag} {err}") from None
         try:
             _temp_beside(path).unlink()
         except OSError as err:

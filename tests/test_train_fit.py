@@ -250,6 +250,7 @@ def _cli(*args):
         (["fit", "--data", "{bad}", "--out", "{tmp}/r"], "bad.csv:2: expected 2304 pixels"),
         (["evaluate", "--model", "{csv}", "--data", "{csv}"], "not a Keras model"),
         (["evaluate", "--model", "{tmp}/none.keras", "--data", "{csv}"], "no such model file"),
+        (["evaluate", "--model", "{csv}", "--data", "{csv}", "--out", "{tmp}"], "is a folder, not a file"),
     ],
 )
 def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):

@@ -87,8 +87,10 @@ def refuse_overwrite(
 
 def _refuse_special(path: Path) -> None:
     """Before any work: the output must be able to become a file."""
-    if path.exists() and not path.is_file() and not path.is_dir():
-        raise FileExistsError(f"{path}: a device, pipe or socket, not a file; choose a file name")
+    if path.is_dir():
+        raise FileExistsError(f"{path}: is a folder, not a file; give a file name")
+    if path.exists() and not path.is_file():
+        raise FileExistsError(f"{path}: a device, pipe or socket, not a file; give a file name")
     folder = next((p for p in path.parents if p.exists()), None)  # the nearest existing one
     if folder is not None and not folder.is_dir():
         raise FileExistsError(f"{folder}: a file, not a folder; choose another place for {path.name}")
