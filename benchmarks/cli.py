@@ -480,6 +480,8 @@ def clip(
         from fer_bench.clip import make_clip
         from fer_train.files import atomic_write
 
+        if out.suffix.lower() != ".avi":  # OpenCV would write one JPEG for .jpg, and MJPG needs AVI
+            raise BenchError(f"--out {out}: the clip is Motion JPEG in AVI; use a .avi file name")
         _check_free([out], force)
         atomic_write(out, lambda p: make_clip(data, p, frames))
         out_console = Console(stderr=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_bench.errors import BenchError
+
 WIDTH, HEIGHT = 640, 480
 # (x, y, size) of each face in the first frame; the first two drift across the frame.
 PLACES = ((50, 40, 190), (340, 30, 170), (400, 270, 180))
@@ -25,6 +27,8 @@ def make_clip(data: str | Path, out: Path, frames: int = 300, fps: float = 15.0,
     faces = test.images[rng.choice(len(test), size=len(PLACES) * 10, replace=False)]
     background = _background(rng)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        raise BenchError(f"{out}: OpenCV cannot write an MJPG video here")
     try:
         for i in range(frames):
             frame = background.copy()

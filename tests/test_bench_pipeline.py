@@ -154,3 +154,24 @@ def test_a_missing_source_is_refused_before_the_detector_starts(shared, tmp_path
     )
     assert "none.mp4" in error_line(proc)
     assert proc.stderr.strip().splitlines() == [error_line(proc)]
+
+
+def test_clip_writes_the_same_video_every_time(shared, tmp_path):
+    import cv2
+    import numpy as np
+
+    runs = []
+    for name in ("a.avi", "b.avi"):
+        proc = run_cli(
+            "clip", "--data", str(shared / "fer2013"), "--out", str(tmp_path / name), "--frames", "3"
+        )
+        assert proc.returncode == 0, proc.stderr
+        video = cv2.VideoCapture(str(tmp_path / name))
+        frames = [video.read()[1] for _ in range(4)]
+        video.release()
+        assert [f.shape for f in frames[:3]] == [(480, 640, 3)] * 3 and frames[3] is None
+        runs.append(frames[:3])
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    # Another suffix would give one JPEG (OpenCV's image writer), not a clip: refused, nothing written.
+    proc = run_cli("clip", "--data", str(shared / "fer2013"), "--out", str(tmp_path / "c.jpg"))
+    assert ".avi" in error_line(proc) and not (tmp_path / "c.jpg").exists()
