@@ -54,6 +54,11 @@ def load_interpreter(path: str | Path, threads: int = 1):
             interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
+        if path.suffix.lower() in (".keras", ".h5"):  # a training run's output, given by mistake
+            raise ModelError(
+                f"{path}: a Keras model; fer-edge runs .tflite files: fer-export quantize --model {path} "
+                "--out DIR makes them"
+            ) from None
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{path}: not a usable TFLite model ({reason})") from err
     return interpreter

@@ -92,6 +92,7 @@ def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
         (["predict", "{fifo}", "--crops"], "fifo: not a regular file or folder"),
         (["predict", "{img}", "--crops", "-m", "{tmp}/missing.tflite"], "no such model file"),
         (["predict", "{img}", "--crops", "-m", "{junk}"], "not a usable TFLite model"),
+        (["predict", "{img}", "--crops", "-m", "{keras}"], "a Keras model; fer-edge runs .tflite files"),
         (
             ["predict", "{img}", "-m", "{int8}", "-d", "blazeface", "--detector-model", "{tmp}/x.tflite"],
             "no such face",
@@ -103,8 +104,11 @@ def test_bad_input_is_one_error_line(env, models, tmp_path, args, message):
     cv2.imwrite(str(img), shared_faces(env, per_class=1)[0][1])
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"\x00" * 64)
+    keras = tmp_path / "model.keras"
+    keras.write_bytes(b"PK\x03\x04" + b"\x00" * 60)  # what a Keras file starts with: a zip archive
     os.mkfifo(tmp_path / "fifo")  # reading it would wait forever for a writer
-    values = {"img": img, "tmp": tmp_path, "junk": junk, "int8": models["int8"], "fifo": tmp_path / "fifo"}
+    values = {"img": img, "tmp": tmp_path, "junk": junk, "keras": keras, "int8": models["int8"]}
+    values["fifo"] = tmp_path / "fifo"
     result = invoke(*[a.format(**values) for a in args])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
