@@ -8,19 +8,26 @@ from fer_edge.boxes import Box
 
 
 def square_crop(frame: np.ndarray, box: Box, margin: float) -> np.ndarray:
-    """A square around `box`, `margin` of its side larger on each side; edges past the frame repeat."""
+    """A square around `box`, `margin` of its side larger on each side; edges past the frame repeat.
+
+    Only the part inside the frame is copied and then padded, so memory follows the square, which is
+    at most twice the frame's larger side (a caller's box many times the frame would otherwise pad
+    into gigabytes) and always overlaps the frame.
+    """
     import cv2
 
-    side = max(box.w, box.h) * (1.0 + 2.0 * margin)
-    cx, cy = box.x + box.w / 2, box.y + box.h / 2
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = max(1, int(round(side)))
     h, w = frame.shape[:2]
-    pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
-    if pad:
-        frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    return frame[y0 : y0 + s, x0 : x0 + s]
+    side = min(max(box.w, box.h) * (1.0 + 2.0 * margin), 2.0 * max(h, w))
+    s = max(1, int(round(side)))
+    x0 = int(round(box.x + box.w / 2 - s / 2))
+    y0 = int(round(box.y + box.h / 2 - s / 2))
+    x0, y0 = min(max(x0, 1 - s), w - 1), min(max(y0, 1 - s), h - 1)
+    xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + s), min(h, y0 + s)
+    crop = frame[ya:yb, xa:xb]
+    pads = (ya - y0, y0 + s - yb, xa - x0, x0 + s - xb)  # top, bottom, left, right
+    if any(pads):
+        crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
+    return crop
 
 
 def face_batch(

@@ -61,13 +61,18 @@ def resolve_model(model: str | Path | None) -> Path:
 
 
 def as_boxes(boxes) -> list[Box]:
+    """Boxes given by the caller's own detector, as Box or (x, y, w, h) in frame pixels."""
     out = []
     for b in boxes:
-        if isinstance(b, Box):
-            out.append(b)
-        else:
-            x, y, w, h = (float(v) for v in list(b)[:4])
-            out.append(Box(x, y, w, h))
+        if not isinstance(b, Box):
+            try:
+                x, y, w, h = (float(v) for v in b)
+            except (TypeError, ValueError):
+                raise ValueError(f"a box is (x, y, w, h) in frame pixels, got {b!r}") from None
+            b = Box(x, y, w, h)
+        if not all(np.isfinite([b.x, b.y, b.w, b.h])) or b.w < 0 or b.h < 0:
+            raise ValueError(f"a box is (x, y, w, h) with a finite size of at least 0, got {b}")
+        out.append(b)
     return out
 
 
@@ -139,7 +144,8 @@ class EmotionRecognizer:
 
     def __call__(self, frame: np.ndarray, boxes=None, color: str = "bgr") -> list[Face]:
         """Faces in a BGR (or `color="rgb"`) frame, gray or with alpha too; `boxes` as (x, y, w, h) skip
-        detection. ValueError for anything else than a uint8 image."""
+        detection (a box wholly outside the frame is dropped). ValueError for anything else than a
+        uint8 image, or a box that is not four finite numbers."""
         if color not in ("bgr", "rgb"):
             raise ValueError("color must be 'bgr' or 'rgb'")
         frame = np.asarray(frame)
@@ -154,7 +160,11 @@ class EmotionRecognizer:
             raise ValueError(
                 f"frame must be a uint8 image (H, W), (H, W, 3) or (H, W, 4), got {frame.dtype} {frame.shape}"
             )
-        found = self.select(as_boxes(boxes)) if boxes is not None else self.detect(frame, color)
+        if boxes is None:
+            found = self.detect(frame, color)
+        else:  # a box wholly outside the frame holds no face, only the frame's repeated edge
+            height, width = frame.shape[:2]
+            found = self.select([b for b in as_boxes(boxes) if b.clip(width, height).area > 0])
         return self.faces(found, self.classify(frame, found, color))
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from edge_helpers import iou, paste_faces, shared_faces, textured_canvas, tiny_m
 from typer.testing import CliRunner
 
 from fer_edge import EmotionRecognizer
+from fer_edge.boxes import Box
 from fer_edge.classifier import Classifier
 from fer_edge.cli import app
 from fer_edge.errors import ModelError
@@ -173,6 +174,30 @@ def test_api_detects_or_takes_boxes_in_bgr_or_rgb(env, models):
     for odd in (np.zeros((0, 0, 3), np.uint8), np.zeros((48, 48, 2), np.uint8)):  # not OpenCV's assertion
         with pytest.raises(ValueError, match="frame must be a uint8 image"):
             EmotionRecognizer(models["fp32"], detector=None)(odd, boxes=[(0, 0, 48, 48)])
+
+
+def test_crops_repeat_the_frame_edge_and_stay_bounded():
+    from fer_edge.crops import square_crop
+
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    padded = np.pad(frame, ((100, 100), (100, 100), (0, 0)), mode="edge")  # the frame's edges repeated
+    for x, y, w, h in [(10, 8, 20, 20), (-6, -4, 20, 16), (50, 40, 30, 30), (-30, 10, 100, 100)]:
+        crop = square_crop(frame, Box(x, y, w, h), margin=0.1)
+        s = round(max(w, h) * 1.2)
+        x0, y0 = round(x + w / 2 - s / 2), round(y + h / 2 - s / 2)
+        assert np.array_equal(crop, padded[100 + y0 : 100 + y0 + s, 100 + x0 : 100 + x0 + s])
+    # A box a billion pixels wide (a caller's detector gone wrong) is cut to twice the frame's side.
+    assert square_crop(frame, Box(-5e8, -5e8, 1e9, 1e9), margin=0.1).shape == (128, 128, 3)
+
+
+def test_api_refuses_malformed_boxes_and_drops_boxes_outside_the_frame(models):
+    frame = np.full((100, 100, 3), 128, np.uint8)
+    with EmotionRecognizer(models["fp32"], detector=None) as fer:
+        assert fer(frame, boxes=[(-50, -50, 20, 20), (200, 10, 30, 30)]) == []
+        assert len(fer(frame, boxes=[(-1e9 + 10, 0, 1e9, 100)])) == 1  # overlaps by 10 pixels
+        for bad in [(1, 2, 3), ("a", 1, 2, 3), (0, 0, float("nan"), 20), (0, 0, -20, 20), 7]:
+            with pytest.raises(ValueError, match="a box is"):
+                fer(frame, boxes=[bad])
 
 
 def test_api_without_a_model_says_so(tmp_path):
