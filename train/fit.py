@@ -8,6 +8,7 @@ loses at most the epoch in progress: the same command continues from the last fi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -108,13 +109,14 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     resuming = _check_run_dir(cfg, out, force)
     train, val = _load_splits(cfg, log)  # inputs checked before anything in `out` is touched
     teacher = _load_teacher(cfg)
-    _start_run_dir(cfg, out, force and not resuming)
-    keras.utils.set_random_seed(cfg.seed)
-    model, state = _model_and_state(cfg, out, steps_per_epoch=-(-len(train) // cfg.batch_size))
-    if _room_left(cfg, state):
-        state.pop("stopped", None)  # a larger budget: the run goes on
-        _train(cfg, out, model, state, train, val, teacher, log)
-    return _finish(cfg, out, train, val, log)
+    with _only_run_in(out):
+        _start_run_dir(cfg, out, force and not resuming)
+        keras.utils.set_random_seed(cfg.seed)
+        model, state = _model_and_state(cfg, out, steps_per_epoch=-(-len(train) // cfg.batch_size))
+        if _room_left(cfg, state):
+            state.pop("stopped", None)  # a larger budget: the run goes on
+            _train(cfg, out, model, state, train, val, teacher, log)
+        return _finish(cfg, out, train, val, log)
 
 
 # --- Run folder ------------------------------------------------------------------------------------
@@ -178,6 +180,30 @@ def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
         )
         raise TrainError(f"{out}: holds a finished run; use --force to train a new one over it ({more})")
     return True
+
+
+@contextlib.contextmanager
+def _only_run_in(out: Path):
+    """Hold a lock on the run folder while training: a second `fit` on it (another terminal, a cron job
+    started twice) would interleave its checkpoints with this one's. The lock is the kernel's (flock on
+    the folder itself), so it leaves no file behind and ends with the process, however it ends."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one run at a time is then the user's care
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TrainError(
+                f"{out}: another fer-train is training in this folder; let it finish or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _start_run_dir(cfg: FitConfig, out: Path, clear: bool) -> None:
