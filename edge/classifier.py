@@ -199,15 +199,33 @@ def _interpreter_over(model: bytes, threads: int):
 
 
 def _as_batch(faces: np.ndarray) -> np.ndarray:
-    """uint8 faces as (N, H, W, C) with C 1 or 3 (an alpha channel is dropped)."""
+    """Faces as (N, H, W, C) with C 1 or 3 (an alpha channel is dropped); one face may come alone, as
+    (H, W) or (H, W, C)."""
     faces = np.asarray(faces)
-    if faces.ndim == 2:
-        faces = faces[None]
+    if faces.ndim == 2 or faces.ndim == 3 and faces.shape[-1] in (3, 4) and min(faces.shape[:2]) >= 8:
+        faces = faces[None]  # one face: no face in a batch is 3 or 4 pixels wide
     if faces.ndim == 3:
         faces = faces[..., None]
     if faces.ndim != 4 or faces.shape[-1] not in (1, 3, 4):
         raise ValueError(f"faces must be shaped (N, H, W) or (N, H, W, C), got {faces.shape}")
+    if faces.dtype != np.uint8 and faces.size:
+        _check_pixel_values(faces)
     return faces[..., :3] if faces.shape[-1] == 4 else faces
+
+
+def _check_pixel_values(faces: np.ndarray) -> None:
+    """Faces given as other numbers than uint8 must still be raw pixels: the model normalizes them, so
+    faces scaled to 0-1 or -1..1 beforehand would be read as nearly black, without an error."""
+    if not np.issubdtype(faces.dtype, np.number) or not np.isfinite(faces).all():
+        raise ValueError(f"faces must be raw pixel values 0-255, got {faces.dtype} with NaN or non-numbers")
+    low, high = float(faces.min()), float(faces.max())
+    if low < 0 or high > 255:
+        raise ValueError(f"faces must be raw pixel values 0-255, got values from {low:g} to {high:g}")
+    if np.issubdtype(faces.dtype, np.floating) and 0 < high <= 1:
+        raise ValueError(
+            f"faces look scaled to 0-1 (largest value {high:g}); pass raw pixel values 0-255, the model "
+            "normalizes them"
+        )
 
 
 def _resize(face: np.ndarray, size: int) -> np.ndarray:

@@ -69,6 +69,22 @@ def test_takes_colour_channels_and_other_sizes(models):
     assert (clf.predict(big).argmax(1) == gray.argmax(1)).mean() >= 0.8
 
 
+def test_one_colour_face_is_one_face_and_pixels_must_be_raw(models):
+    images, _ = synthetic_faces(per_class=1, seed=7)
+    clf = Classifier(models["fp32"])
+    colour = np.repeat(images[0][..., None], 3, axis=-1)  # (48, 48, 3): one face, not 48 of 48x3
+    assert np.allclose(clf.predict(colour), clf.predict(images[:1]), atol=1e-3)
+    assert np.allclose(clf.predict(images.astype(np.float32)), clf.predict(images), atol=1e-6)
+    # The model normalizes: faces scaled beforehand would be read as nearly black, so they are refused.
+    for bad, message in [
+        (images / 255.0, "scaled to 0-1"),
+        (images / 127.5 - 1.0, "raw pixel values 0-255"),
+        (np.full((48, 48), np.nan, np.float32), "NaN"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            clf.predict(bad)
+
+
 def test_uint8_input_model_is_fed_the_pixels_themselves(models, tmp_path):
     path = write_model(tmp_path / "u8.tflite", convert(models["keras"], "uint8"), model_json("uint8"))
     images, _ = synthetic_faces(per_class=2, seed=2)
