@@ -29,12 +29,28 @@ class ModelInfo:
     has_json: bool = False
 
 
+# A model file is untrusted input: its card and labels are a few kB, so anything packed larger than this
+# is refused before it is read (a zip entry can claim any size, and decompress to far more than it takes).
+MAX_PACKED_BYTES = 1 << 20
+
+
 def read_labels_file(path: str | Path) -> list[str]:
+    """The labels in a text file, one per line; read with the bound of packed labels (/dev/zero or a
+    mistaken video would otherwise be read until memory runs out)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ModelError(f"{path}: not a regular file; --labels takes a text file, one label per line")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read(MAX_PACKED_BYTES + 1)
     except OSError as err:
         raise ModelError(f"{path}: cannot read labels ({err.strerror or err})") from err
+    if len(data) > MAX_PACKED_BYTES:
+        raise ModelError(f"{path}: larger than {MAX_PACKED_BYTES:,} bytes; not a labels file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not UTF-8 text; --labels takes a text file, one label per line") from None
     labels = parse_labels(text)
     if not labels:
         raise ModelError(f"{path}: no labels in it (one label per line)")
@@ -43,11 +59,6 @@ def read_labels_file(path: str | Path) -> list[str]:
 
 def parse_labels(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-# A model file is untrusted input: its card and labels are a few kB, so anything packed larger than this
-# is refused before it is read (a zip entry can claim any size, and decompress to far more than it takes).
-MAX_PACKED_BYTES = 1 << 20
 
 
 def packed_files(source: str | Path | bytes, names=(MODEL_JSON, LABELS_TXT)) -> dict[str, bytes]:

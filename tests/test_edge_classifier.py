@@ -108,6 +108,12 @@ def test_labels_from_labels_txt_or_a_file_when_no_json(models, tmp_path):
     names.write_text("a\nb\n")
     with pytest.raises(ModelError, match="2 labels for 7"):
         Classifier(plain, labels=names)
+    # A labels file is read with a bound: a device or a mistaken large file is one error, not all memory.
+    for bad, message in [("/dev/zero", "not a regular file"), (tmp_path / "big.txt", "larger than")]:
+        if bad != "/dev/zero":
+            bad.write_text("happy\n" * 200_000)
+        with pytest.raises(ModelError, match=message):
+            Classifier(plain, labels=bad)
 
 
 def test_bad_model_files_give_one_line_errors(models, tmp_path):

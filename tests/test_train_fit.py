@@ -270,12 +270,18 @@ def _cli(*args):
         (["evaluate", "--model", "{csv}", "--data", "{csv}"], "not a Keras model"),
         (["evaluate", "--model", "{tmp}/none.keras", "--data", "{csv}"], "no such model file"),
         (["evaluate", "--model", "{csv}", "--data", "{csv}", "--out", "{tmp}"], "is a folder, not a file"),
+        (["evaluate", "--model", "{five}", "--data", "{csv}"], "gives 5 classes; a FER model"),
     ],
 )
 def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
-    args = [a.format(tmp=tmp_path, csv=tiny_csv, bad=bad) for a in args]
+    five = tmp_path / "five.keras"  # another task's model: 48x48 faces in, 5 classes out
+    if "{five}" in args:
+        import keras
+
+        keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(5)]).save(five)
+    args = [a.format(tmp=tmp_path, csv=tiny_csv, bad=bad, five=five) for a in args]
     result = _cli(*args)
     assert result.exit_code == 2
     assert "Traceback" not in result.output

@@ -247,9 +247,11 @@ def compare(
 
 
 def _load_keras(path: Path):
-    from fer_train.models import load_model
+    from fer_train.models import check_face_model, load_model
 
-    return load_model(path)  # ModelFileError, a ValueError: one line
+    model = load_model(path)  # ModelFileError, a ValueError: one line
+    check_face_model(model, str(path))  # another task's model would be scored against our 7 classes
+    return model
 
 
 def main() -> None:
