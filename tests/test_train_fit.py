@@ -106,6 +106,18 @@ def test_finished_run_is_not_overwritten_but_can_be_extended(tiny_folders, tmp_p
     assert len((out / "history.csv").read_text().splitlines()) == 2  # header + the one new epoch
 
 
+def test_a_damaged_resume_state_is_one_error_naming_it(tiny_folders, tmp_path):
+    out = tmp_path / "run"
+    fit(tiny_cfg(tiny_folders, schedule="plateau"), out, log=lambda m: None)
+    state = out / "checkpoint" / "state.json"
+    for damage, unfinished in [("{bad", False), ('{"epoch": "x", "history": []}', True)]:
+        state.write_text(damage)
+        if unfinished:
+            (out / "metrics.json").unlink()  # a run killed mid-way: it resumes from the checkpoint
+        with pytest.raises(TrainError, match="state.json: damaged resume state; use --force"):
+            fit(tiny_cfg(tiny_folders, schedule="plateau", epochs=2), out, log=lambda m: None)
+
+
 def test_a_folder_another_process_is_training_in_is_left_alone(tiny_folders, tmp_path):
     out = tmp_path / "run"
     fit(tiny_cfg(tiny_folders), out, log=lambda m: None)

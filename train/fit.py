@@ -36,6 +36,8 @@ warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 
 # Settings that may differ between the first run and a resumed one without changing what is trained.
 RESUMABLE_CHANGES = {"epochs", "patience", "budget_minutes", "command"}
+# Where a run keeps its epoch count, history and callback state for resuming, beside last.keras.
+STATE_FILE = Path("checkpoint") / "state.json"
 # Files a run writes in its folder: the only ones --force removes.
 RUN_FILES = (
     "config.json",
@@ -224,16 +226,31 @@ def _can_extend(cfg: FitConfig, out: Path) -> bool:
     """A finished run continues when given more epochs than it ran or a larger training-time budget
     than the one it used up, unless EarlyStopping ended it. A cosine run cannot: its schedule was fixed
     by its length."""
-    state_path = out / "checkpoint" / "state.json"
-    if not state_path.exists() or cfg.schedule == "cosine":
+    if not (out / STATE_FILE).exists() or cfg.schedule == "cosine":
         return False
-    return _room_left(cfg, json.loads(state_path.read_text()))
+    return _room_left(cfg, _read_state(out))
 
 
 def can_continue(cfg: FitConfig, out: str | os.PathLike) -> bool:
     """Whether `fit(cfg, out)` would train more epochs of the finished run in `out` (`compare` asks)."""
     out = Path(out)
     return (out / "metrics.json").exists() and _can_extend(cfg, out)
+
+
+def _read_state(out: Path) -> dict:
+    """The resume state a run keeps beside its checkpoint (epoch, history, callbacks), checked: a
+    damaged one is one line naming it, not a traceback deep in the resume."""
+    path = out / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+        ok = isinstance(state["epoch"], int) and state["epoch"] >= 0 and isinstance(state["history"], list)
+        ok = ok and all(isinstance(h, dict) for h in state["history"])
+        ok = ok and isinstance(state.get("train_seconds", 0.0), (int, float))
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise TrainError(f"{path}: damaged resume state; use --force to start over")
+    return state
 
 
 def _room_left(cfg: FitConfig, state: dict) -> bool:
@@ -412,10 +429,11 @@ class RandomStreams(keras.callbacks.Callback):
 
 
 def _model_and_state(cfg: FitConfig, out: Path, steps_per_epoch: int):
-    ckpt, state_path = out / "checkpoint" / "last.keras", out / "checkpoint" / "state.json"
-    if ckpt.exists() and state_path.exists():
+    ckpt = out / "checkpoint" / "last.keras"
+    if ckpt.exists() and (out / STATE_FILE).exists():
+        state = _read_state(out)
         try:
-            return load_model(ckpt), json.loads(state_path.read_text())
+            return load_model(ckpt), state
         except Exception as e:  # noqa: BLE001 - any damage to the checkpoint means the same thing
             raise TrainError(
                 f"{ckpt}: checkpoint cannot be read ({type(e).__name__}); use --force to start over"
@@ -531,13 +549,13 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             self.state["stopped"] = "budget"
         # Model first, then the state that points at it: a kill in between repeats one epoch, loses none.
         atomic_write(self.out / "checkpoint" / "last.keras", lambda p: self.model.save(p))
-        write_json(self.out / "checkpoint" / "state.json", self.state)
+        write_json(self.out / STATE_FILE, self.state)
         write_history(self.out / "history.csv", self.state["history"])
 
     def on_train_end(self, logs=None):
         if self.model.stop_training and not self.state.get("stopped"):
             self.state["stopped"] = "early"  # EarlyStopping: no budget brings this run back
-            write_json(self.out / "checkpoint" / "state.json", self.state)
+            write_json(self.out / STATE_FILE, self.state)
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -557,7 +575,7 @@ def write_history(path: Path, history: list[dict]) -> None:
 def _finish(cfg: FitConfig, out: Path, train, val, log) -> dict:
     from fer_train import evaluate as ev
 
-    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    state = _read_state(out)
     source = out / "best.keras" if (out / "best.keras").exists() else out / "checkpoint" / "last.keras"
     # The shipped model carries no optimizer state: loaded uncompiled, it is saved without it (half the
     # size with SGD's momentum).
