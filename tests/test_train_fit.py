@@ -118,6 +118,15 @@ def test_a_damaged_resume_state_is_one_error_naming_it(tiny_folders, tmp_path):
             fit(tiny_cfg(tiny_folders, schedule="plateau", epochs=2), out, log=lambda m: None)
 
 
+def test_damaged_run_settings_are_one_error_naming_them(tiny_folders, tmp_path):
+    out = tmp_path / "run"
+    fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
+    for damage in ["{bad", "[]", '{"fit": null}', '{"fit": [1]}']:
+        (out / "config.json").write_text(damage)
+        with pytest.raises(TrainError, match="config.json: unreadable run settings; use --force"):
+            fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
+
+
 def test_a_folder_another_process_is_training_in_is_left_alone(tiny_folders, tmp_path):
     out = tmp_path / "run"
     fit(tiny_cfg(tiny_folders), out, log=lambda m: None)

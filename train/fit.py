@@ -161,7 +161,9 @@ def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
     try:
         previous = json.loads(config_path.read_text())["fit"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise TrainError(f"{config_path}: unreadable run settings; use --force to start over") from None
+        previous = None
+    if not isinstance(previous, dict):
+        raise TrainError(f"{config_path}: unreadable run settings; use --force to start over")
     # A setting added since the run began was at its default then.
     defaults = {f.name: f.default for f in fields(FitConfig) if f.default is not MISSING}
     changed = sorted(
