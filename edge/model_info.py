@@ -96,6 +96,25 @@ def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) ->
     return data
 
 
+# The card's fields and the JSON types they must have; a model file is untrusted, so a wrong type is
+# refused where the card is read rather than met as a TypeError wherever the field is used.
+FIELD_TYPES = {"labels": list, "name": str, "variant": str, "input": dict, "output": dict, "source": dict}
+JSON_TYPE_NAMES = {list: "list", str: "string", dict: "object"}
+
+
+def card_problem(meta) -> str | None:
+    """What is wrong with a parsed model card (`fer-edge` and `fer-export inspect` both ask), or None."""
+    family = FORMAT.split("/")[0] + "/"  # any version of the format: fields are only ever added
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(family):
+        return f"is not in the {FORMAT} format"
+    for key, kind in FIELD_TYPES.items():
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            return f"has a malformed {key!r} (not a JSON {JSON_TYPE_NAMES[kind]})"
+    if not all(isinstance(x, str) for x in meta.get("labels") or []):
+        return "has a malformed 'labels' (not a list of names)"
+    return None
+
+
 def read_model_info(path: str | Path) -> ModelInfo:
     files = packed_files(path)
     info = ModelInfo()
@@ -104,9 +123,9 @@ def read_model_info(path: str | Path) -> ModelInfo:
             meta = json.loads(files[MODEL_JSON].decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ModelError(f"{path}: its {MODEL_JSON} is not valid JSON ({err})") from err
-        family = FORMAT.split("/")[0] + "/"  # any version of the format: fields are only ever added
-        if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(family):
-            raise ModelError(f"{path}: its {MODEL_JSON} is not in the {FORMAT} format")
+        problem = card_problem(meta)
+        if problem:
+            raise ModelError(f"{path}: its {MODEL_JSON} {problem}")
         info.has_json = True
         info.labels = [str(x) for x in meta.get("labels") or []] or None
         info.name = meta.get("name")

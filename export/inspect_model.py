@@ -57,6 +57,9 @@ def _tensors(model: bytes, path: Path) -> dict:
     }
 
 
+INPUT_FIELDS = ("height", "width", "channels", "color", "dtype", "range", "normalization")
+
+
 def to_text(info: dict) -> str:
     lines = [f"{info['file']} ({info['size_bytes'] / 1024:.0f} KiB)"]
     for kind in ("inputs", "outputs"):
@@ -66,8 +69,10 @@ def to_text(info: dict) -> str:
             lines.append(f"  {kind[:-1]} {t['name']}: {t['shape']} {t['dtype']}{quant}")
     card = info["card"]
     if card:
-        spec = card["input"]
-        lines.append(f"  model card: {card['name']} ({card['variant']}), labels: {', '.join(card['labels'])}")
+        # Every field is optional to a reader (the card of an older or a foreign writer): "?" if absent.
+        spec = {k: card.get("input", {}).get(k, "?") for k in INPUT_FIELDS}
+        labels = ", ".join(card.get("labels") or ["?"])
+        lines.append(f"  model card: {card.get('name', '?')} ({card.get('variant', '?')}), labels: {labels}")
         lines.append(
             f"  input: {spec['height']}x{spec['width']}x{spec['channels']} {spec['color']} {spec['dtype']}, "
             f"range {spec['range']}; {spec['normalization']}"

@@ -130,7 +130,13 @@ def read_card(path_or_bytes: str | Path | bytes) -> dict | None:
     raw = read_files(model).get(CARD_FILE)
     if raw is None:
         return None
+    from fer_edge.model_info import card_problem
+
     try:
-        return json.loads(raw.decode("utf-8"))
+        card = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{CARD_FILE} inside the model is not valid JSON ({e})") from None
+    problem = card_problem(card)
+    if problem:
+        raise ModelFileError(f"{CARD_FILE} inside the model {problem}")
+    return card

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import subprocess
 import sys
@@ -89,6 +90,23 @@ def test_odd_zip_entries_are_one_error_line(tmp_path, what, local, central, valu
     )
     _one_error_line(_edge("info", path), message)
     _one_error_line(_export("inspect", path), message)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("labels", 5, "malformed 'labels' (not a JSON list)"),
+        ("labels", [1, 2], "malformed 'labels' (not a list of names)"),
+        ("input", "48x48", "malformed 'input' (not a JSON object)"),
+        ("output", 7, "malformed 'output' (not a JSON object)"),
+        ("name", ["a"], "malformed 'name' (not a JSON string)"),
+    ],
+)
+def test_a_card_with_wrongly_typed_fields_is_one_error_line(tmp_path, field, value, message):
+    card = {"format": "fer-model/1", "name": "x", "labels": ["angry"] * 7, field: value}
+    path = _with_archive(tmp_path, "card.tflite", {"fer_model.json": json.dumps(card).encode()})
+    _one_error_line(_edge("info", path), "fer_model.json", message)
+    _one_error_line(_export("inspect", path), "fer_model.json", message)
 
 
 def test_a_truncated_model_is_one_error_line(tmp_path):
