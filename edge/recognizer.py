@@ -95,6 +95,11 @@ class EmotionRecognizer:
         min_face: int = 16,
         labels: str | Path | None = None,
     ):
+        # As --margin: below 0 the crop shrinks to nothing, past 1 it is mostly not face.
+        if not 0.0 <= margin <= 1.0:
+            raise ValueError(f"margin is the share of the face box added on each side, 0 to 1; got {margin}")
+        if max_faces is not None and max_faces < 1:
+            raise ValueError(f"max_faces is at least 1 (None for every face); got {max_faces}")
         self.classifier = (
             model if isinstance(model, Classifier) else Classifier(resolve_model(model), threads, labels)
         )

@@ -200,6 +200,18 @@ def test_api_refuses_malformed_boxes_and_drops_boxes_outside_the_frame(models):
                 fer(frame, boxes=[bad])
 
 
+def test_api_refuses_settings_the_cli_would_refuse(models):
+    # --margin takes 0 to 1 and --max-faces at least 1; the API said nothing and read 1-pixel crops
+    # (margin -1) or every face (max_faces 0).
+    for settings, message in [
+        ({"margin": -1}, "margin"),
+        ({"margin": 5}, "margin"),
+        ({"max_faces": 0}, "max_faces"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            EmotionRecognizer(models["fp32"], detector=None, **settings)
+
+
 def test_api_without_a_model_says_so(tmp_path):
     with pytest.raises(ModelError):
         EmotionRecognizer(tmp_path / "none.tflite", detector=None)
