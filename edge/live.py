@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.capture import Frame, ImageSource, open_source
-from fer_edge.errors import EdgeError, SourceError
+from fer_edge.errors import EdgeError
 from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer, Face
 from fer_edge.tracking import Tracker
@@ -145,6 +145,7 @@ class Outputs:
         self._writer = None
         self._video_tmp: Path | None = None
         self._size: tuple[int, int] | None = None
+        self._saved = 0  # frames handed to the video writer
         self.server = None
         if options.serve:
             from fer_edge.serve import PreviewServer
@@ -185,9 +186,7 @@ class Outputs:
             if frame.path is not None:
                 record["path"] = frame.path
             record["faces"] = [f.to_dict() for f in faces]
-            self._json.write(json.dumps(record) + "\n")
-            if self._json is sys.stdout:
-                self._json.flush()
+            self._write_json(json.dumps(record) + "\n")
         if self.options.save is not None:
             self._save(image)
         if self.server is not None:
@@ -195,6 +194,26 @@ class Outputs:
         if self.window:
             return self._show(image)
         return True
+
+    def _write_json(self, line: str) -> None:
+        if self._json is sys.stdout:  # a closed pipe (`| head`) is handled by the CLI
+            self._json.write(line)
+            self._json.flush()
+            return
+        try:
+            self._json.write(line)
+        except OSError as err:
+            raise self._drop_json(err) from None
+
+    def _drop_json(self, err: OSError) -> EdgeError:
+        """A JSON-lines file that could not be written whole (a full disk) never moves into place."""
+        with contextlib.suppress(OSError):
+            self._json.close()
+        self._json = None
+        self._json_tmp.unlink(missing_ok=True)
+        self._json_tmp = None
+        why = err.strerror or err
+        return EdgeError(f"--json-file {self.options.json_file}: cannot write ({why}); not kept")
 
     def _save(self, image: np.ndarray) -> None:
         import cv2
@@ -206,10 +225,31 @@ class Outputs:
             self._size = (image.shape[1], image.shape[0])
             self._writer = cv2.VideoWriter(str(self._video_tmp), fourcc, self.fps, self._size)
             if not self._writer.isOpened():
-                raise EdgeError(f"--save {path}: OpenCV cannot write this video format here")
+                self._writer = None
+                self._video_tmp.unlink(missing_ok=True)
+                raise EdgeError(f"--save {path}: OpenCV cannot write a video here (format, or full disk)")
         if (image.shape[1], image.shape[0]) != self._size:
             image = cv2.resize(image, self._size)
         self._writer.write(image)
+        self._saved += 1
+
+    def _finish_video(self) -> None:
+        """OpenCV's writer reports no write errors: the finished file is opened and its frames counted,
+        so a video cut short by a full disk is reported and not moved into place."""
+        import cv2
+
+        self._writer.release()
+        self._writer = None
+        video = cv2.VideoCapture(str(self._video_tmp))
+        counted = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) if video.isOpened() else 0
+        video.release()
+        if counted < self._saved - 1:  # some containers estimate the count from the duration
+            self._video_tmp.unlink(missing_ok=True)
+            raise EdgeError(
+                f"--save {self.options.save}: {counted} of {self._saved} frames could be written "
+                "(a full disk?); not kept"
+            )
+        os.replace(self._video_tmp, self.options.save)
 
     def _show(self, image: np.ndarray) -> bool:
         import cv2
@@ -225,21 +265,29 @@ class Outputs:
         return key not in (ord("q"), 27)
 
     def close(self) -> None:
-        """Finish every output; files move into place only now, complete."""
+        """Finish every output; files move into place only now, complete. An output that could not be
+        completed is removed and reported (EdgeError) after the others are finished."""
+        failure = None
         if self._writer is not None:
-            self._writer.release()
-            os.replace(self._video_tmp, self.options.save)
-            self._writer = None
+            try:
+                self._finish_video()
+            except EdgeError as err:
+                failure = err
         if self._json_tmp is not None and self._json is not None:
-            self._json.close()
-            os.replace(self._json_tmp, self.options.json_file)
-            self._json = None
+            try:
+                self._json.close()
+                os.replace(self._json_tmp, self.options.json_file)
+                self._json = None
+            except OSError as err:
+                failure = failure or self._drop_json(err)
         if self.server is not None:
             self.server.close()
         if self.window:
             import cv2
 
             cv2.destroyAllWindows()
+        if failure is not None:
+            raise failure
 
 
 def _temp_beside(path: Path) -> Path:
@@ -346,12 +394,15 @@ def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
             process(fer, source.frames(), options, outputs, stats)
         except KeyboardInterrupt:
             print("", file=sys.stderr)  # Ctrl-C ends the run; outputs are still completed below
-        except SourceError as err:
+        except EdgeError as err:  # a dropped stream, an output that cannot be written
             failure = err
         finally:
             source.close()
             if outputs is not None:
-                outputs.close()
+                try:
+                    outputs.close()
+                except EdgeError as err:
+                    failure = failure or err
     print(format_summary(stats.summary(source.skipped)), file=sys.stderr)
     if failure is not None:
         raise failure

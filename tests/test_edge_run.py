@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import stat
@@ -456,6 +457,27 @@ def test_ctrl_c_or_sigterm_ends_cleanly_with_a_summary(env, models, tmp_path, st
     assert len(lines.read_text().splitlines()) == frames  # completed and moved into place
     assert (tmp_path / "out.avi").stat().st_size > 0
     assert not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize("kind", ["json", "video"])
+def test_an_output_a_full_disk_cuts_short_is_reported_and_not_kept(env, models, tmp_path, kind):
+    """The kernel refuses writes past RLIMIT_FSIZE (EFBIG) as a full disk refuses them (ENOSPC)."""
+    video = moving_faces_video(env, tmp_path / "in.mp4", frames=40)
+    out = tmp_path / ("faces.jsonl" if kind == "json" else "out.avi")
+    flag = "--json-file" if kind == "json" else "--save"
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))
+
+    command = [sys.executable, "-m", "fer_edge", "run", "-s", str(video), "-m", str(models["int8"])]
+    command += ["-d", "blazeface", "--no-show", flag, str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=small_disk)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "summary:" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {flag} {out}") and last.endswith("not kept"), last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # no partial file, no temporary one
 
 
 def test_tracker_keeps_ids_and_smooths_scores():
