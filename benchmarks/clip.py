@@ -6,6 +6,7 @@ data (`fer-bench clip --data ../shared/fer2013 --out clip.avi`).
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,12 @@ def make_clip(data: str | Path, out: Path, frames: int = 300, fps: float = 15.0,
             writer.write(frame)
     finally:
         writer.release()
+    # OpenCV's writer reports no write errors: count what reached the file (a full disk cuts it short).
+    video = cv2.VideoCapture(str(out))
+    written = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) if video.isOpened() else 0
+    video.release()
+    if written < frames:
+        raise OSError(errno.EIO, f"only {written} of {frames} frames reached the file")
     return out
 
 

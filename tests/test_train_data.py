@@ -122,6 +122,28 @@ def test_cache_is_used_and_invalidated_when_the_source_changes(tiny_folders, tin
     assert len(data.load(tiny_folders, "train")) == len(first) + 1
 
 
+def test_a_cache_a_full_disk_refuses_is_skipped_and_leaves_nothing(tiny_folders, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    code = (
+        "import resource, signal, sys\n"
+        "from fer_train import data\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))  # writes past it fail, as on a full disk\n"
+        "print(len(data.load(sys.argv[1], 'train')))\n"
+    )
+    env = {**os.environ, "FER_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-c", code, str(tiny_folders)]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    faces = len(data.load(tiny_folders, "train", cache=False))
+    assert proc.returncode == 0 and proc.stdout.strip() == str(faces), proc.stderr
+    assert "note: could not write the data cache" in proc.stderr
+    assert list((cache / "data").iterdir()) == []  # no partial cache file left behind
+
+
 def test_a_csv_with_a_byte_order_mark_loads(tmp_path, tiny_splits):
     path = write_csv(tmp_path / "excel.csv", {"Training": tiny_splits["train"]})
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())

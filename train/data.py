@@ -262,10 +262,11 @@ def _read_cache(path: Path, usage: str, source: str) -> Dataset:
 
 
 def _write_cache(path: Path, data: Dataset) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, images=data.images, labels=data.labels, skipped=json.dumps(data.skipped))
         os.replace(tmp, path)
-    except OSError as e:  # a read-only home is no reason to fail loading
-        print(f"note: could not write the data cache {path} ({e})", file=sys.stderr)
+    except OSError as e:  # a read-only home or a full disk is no reason to fail loading
+        tmp.unlink(missing_ok=True)
+        print(f"note: could not write the data cache {path} ({e.strerror or e})", file=sys.stderr)

@@ -28,6 +28,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make results private to the writer
         os.replace(tmp_path, path)
+    except OSError as err:
+        if err.filename in (None, str(tmp_path)):  # a full disk names no file, or the hidden temporary one
+            raise OSError(err.errno, f"cannot write ({err.strerror or err}); not kept", str(path)) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
