@@ -27,6 +27,19 @@ def synthetic_faces(per_class: int = 6, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.stack(images), np.asarray(labels)
 
 
+def small_disk(limit: int):
+    """A subprocess's preexec_fn after which the kernel refuses writes past `limit` bytes per file
+    (EFBIG), as a full disk refuses them (ENOSPC); the process is not killed for it (SIGXFSZ ignored)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
 def write_csv(path: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
     lines = ["emotion,pixels,Usage"]
     for usage, (images, labels) in splits.items():

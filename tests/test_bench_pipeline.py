@@ -178,19 +178,15 @@ def test_clip_writes_the_same_video_every_time(shared, tmp_path):
 
 
 def test_a_clip_a_full_disk_cuts_short_is_reported_and_not_kept(shared, tmp_path):
-    import resource
-    import signal
     import subprocess
     import sys
 
-    def small_disk():  # the kernel refuses writes past RLIMIT_FSIZE (EFBIG) as a full disk does
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+    from conftest import small_disk
 
     out = tmp_path / "clip.avi"
     code = "from fer_bench.cli import main; main()"
     command = [sys.executable, "-c", code, "clip", "--data", str(shared / "fer2013"), "--out", str(out)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=small_disk)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=small_disk(64_000))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {out}: cannot write (only ") and last.endswith("; not kept"), last

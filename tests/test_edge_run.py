@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import socket
 import stat
@@ -20,6 +19,7 @@ import pytest
 from edge_helpers import paste_faces, shared_faces, textured_canvas, tiny_models
 from typer.testing import CliRunner
 
+from conftest import small_disk
 from fer_edge.boxes import Box
 from fer_edge.capture import Frame, LiveSource, open_source
 from fer_edge.cli import app
@@ -466,13 +466,9 @@ def test_an_output_a_full_disk_cuts_short_is_reported_and_not_kept(env, models, 
     out = tmp_path / ("faces.jsonl" if kind == "json" else "out.avi")
     flag = "--json-file" if kind == "json" else "--save"
 
-    def small_disk():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))
-
     command = [sys.executable, "-m", "fer_edge", "run", "-s", str(video), "-m", str(models["int8"])]
     command += ["-d", "blazeface", "--no-show", flag, str(out)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=small_disk)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=small_disk(16_000))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "summary:" in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

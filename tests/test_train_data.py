@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import synthetic_faces, write_csv, write_folders
+from conftest import small_disk, synthetic_faces, write_csv, write_folders
 from fer_train import data
 from fer_train.spec import CLASSES
 
@@ -128,16 +128,10 @@ def test_a_cache_a_full_disk_refuses_is_skipped_and_leaves_nothing(tiny_folders,
     import sys
 
     cache = tmp_path / "cache"
-    code = (
-        "import resource, signal, sys\n"
-        "from fer_train import data\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))  # writes past it fail, as on a full disk\n"
-        "print(len(data.load(sys.argv[1], 'train')))\n"
-    )
+    code = "import sys; from fer_train import data; print(len(data.load(sys.argv[1], 'train')))"
     env = {**os.environ, "FER_CACHE_DIR": str(cache)}
     command = [sys.executable, "-c", code, str(tiny_folders)]
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=small_disk(4000))
     faces = len(data.load(tiny_folders, "train", cache=False))
     assert proc.returncode == 0 and proc.stdout.strip() == str(faces), proc.stderr
     assert "note: could not write the data cache" in proc.stderr
