@@ -18,7 +18,7 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
-from fer_edge.model_info import FORMAT, LABELS_TXT, MODEL_JSON
+from fer_edge.model_info import FORMAT, LABELS_TXT, MODEL_JSON, card_problem
 from fer_export import metadata_schema as ms
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -130,8 +130,6 @@ def read_card(path_or_bytes: str | Path | bytes) -> dict | None:
     raw = read_files(model).get(CARD_FILE)
     if raw is None:
         return None
-    from fer_edge.model_info import card_problem
-
     try:
         card = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
