@@ -576,6 +576,7 @@ def training(
             results.append(tr.measure(arch, options, batch_size, batches))
         doc = {
             "command": _command(),
+            "kind": "fer-bench/training",
             "written": _now(),
             "machine": machine.one_line(machine.describe()),
             "batch_size": batch_size,

@@ -121,6 +121,18 @@ def check_outputs(options: LiveOptions) -> None:
     file without --force, a folder, a wrong video suffix, a folder the user cannot write in."""
     if options.save is not None and Path(options.save).suffix.lower() not in (".mp4", ".avi", ".mkv"):
         raise EdgeError(f"--save {options.save}: use a .mp4, .avi or .mkv file name")
+    if (
+        options.save is not None
+        and options.json_file is not None
+        and (
+            Path(options.save).absolute() == Path(options.json_file).absolute()
+            or _same_file(options.save, options.json_file)
+        )
+    ):
+        raise EdgeError(f"--json-file {options.json_file}: is also the --save file; give each its own name")
+    for flag, path in (("--save", options.save), ("--json-file", options.json_file)):
+        if path is not None and _same_file(path, options.source):  # replaced at the end, even with --force
+            raise EdgeError(f"{flag} {path}: is the --source; write the results to another file")
     for flag, path in (("--save", options.save), ("--json-file", options.json_file)):
         if path is None:
             continue
@@ -288,6 +300,13 @@ class Outputs:
             cv2.destroyAllWindows()
         if failure is not None:
             raise failure
+
+
+def _same_file(path: str | Path, other: str | Path | None) -> bool:
+    try:
+        return other is not None and os.path.samefile(path, other)
+    except OSError:  # one of them does not exist (yet), or is a camera index or a URL
+        return False
 
 
 def _temp_beside(path: Path) -> Path:

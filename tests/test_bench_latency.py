@@ -154,12 +154,13 @@ def test_a_model_with_other_classes_is_refused(models, tmp_path):
 
 def test_existing_results_are_kept_without_force(models, tmp_path):
     target = tmp_path / "latency.json"
-    target.write_text("{}")
+    old = '{"kind": "fer-bench/latency", "results": []}'
+    target.write_text(old)
     proc = run_cli(
         "latency", "-m", str(models["int8"]), "--runs", "2", "--threads", "1", "--out", str(tmp_path)
     )
     assert "--force" in error_line(proc)
-    assert target.read_text() == "{}"
+    assert target.read_text() == old
     proc = run_cli(
         "latency",
         "-m",

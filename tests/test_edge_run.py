@@ -91,8 +91,19 @@ def test_run_on_a_video_saves_video_and_json(env, models, tmp_path):
     mine = tmp_path / "notes.jsonl"
     mine.write_text("my notes\n")
     refused = invoke(*args, "--json-file", mine, "--force", "--max-frames", "5")
-    assert refused.exit_code == 2 and "holds no JSON lines" in refused.stderr.strip().splitlines()[-1]
+    assert refused.exit_code == 2 and "not a JSON lines file" in refused.stderr.strip().splitlines()[-1]
     assert mine.read_text() == "my notes\n"
+    # Nor a camera's recording (FFmpeg did not write it), nor the video being read.
+    footage = tmp_path / "holiday.mp4"
+    footage.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(4000))
+    refused = invoke(*args, "--save", footage, "--force")
+    assert refused.exit_code == 2 and "not an MP4 video this tool wrote" in refused.stderr
+    source = video.read_bytes()
+    refused = invoke(*args, "--save", video, "--force")
+    assert refused.exit_code == 2 and "is the --source" in refused.stderr
+    refused = invoke(*args, "--save", out, "--json-file", out, "--force")
+    assert refused.exit_code == 2 and "is also the --save file" in refused.stderr
+    assert video.read_bytes() == source and footage.stat().st_size == 4012
 
 
 def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path):

@@ -160,10 +160,11 @@ def test_existing_output_needs_force(tmp_path, model):
     export_variant(model, "fp32", out, force=True)
     assert out.read_bytes()[4:8] == b"TFL3" and out.read_bytes() != old
     # a file of another kind at that path is not the tool's to replace
-    out.write_bytes(b"old")
-    with pytest.raises(FileExistsError, match="holds no TFLite model"):
-        export_variant(model, "fp32", out, force=True)
-    assert out.read_bytes() == b"old"
+    for other in (b"old", old[: old.index(b"PK\x03\x04")]):  # not a model; a model without our card
+        out.write_bytes(other)
+        with pytest.raises(FileExistsError, match="not a TFLite model with a FER card this tool wrote"):
+            export_variant(model, "fp32", out, force=True)
+        assert out.read_bytes() == other
 
 
 @pytest.mark.parametrize(

@@ -464,23 +464,55 @@ def test_distillation_without_its_teacher_is_refused_before_training(tiny_folder
     assert not (tmp_path / "r").exists()
 
 
-def test_force_replaces_only_a_file_of_the_kind_the_tool_writes(tmp_path):
-    """A path named by mistake (a photo, notes) survives --force; a result of the tool's own kind does not."""
-    from fer_train.files import refuse_overwrite, write_json
+def test_force_replaces_only_a_file_the_tool_wrote(tmp_path):
+    """A path named by mistake (a photo, notes, another program's JSON or plot) survives --force; a result
+    the tool wrote, recognised by its own marks, does not."""
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fer_train.files import refuse_overwrite, write_json, write_text
 
     photo, notes, report = tmp_path / "r.png", tmp_path / "faces.jsonl", tmp_path / "r.json"
-    photo.write_bytes(b"\xff\xd8\xff\xe0 a JPEG named .png")
+    cv2.imwrite(str(photo), np.zeros((8, 8), np.uint8))  # a real PNG, not a plot of ours
     notes.write_text("my notes\n")
-    write_json(report, {"accuracy": 0.5})
-    with pytest.raises(FileExistsError, match="r.png: holds no PNG, so not this tool's output"):
-        refuse_overwrite(photo, force=True)
-    with pytest.raises(FileExistsError, match="holds no JSON lines"):
-        refuse_overwrite(notes, force=True, kind="jsonl")
+    write_json(report, {"accuracy": 0.5})  # JSON, but not one of the tool's results
+    write_text(tmp_path / "notes.md", "# My notes\n")
+    for path, kind, message in [
+        (photo, None, "r.png: not a Matplotlib plot this tool wrote; kept even with --force"),
+        (notes, "jsonl", "not a JSON lines file this tool wrote"),
+        (report, None, "not a JSON result this tool wrote"),
+        (tmp_path / "notes.md", None, "not a Markdown report this tool wrote"),
+    ]:
+        with pytest.raises(FileExistsError, match=message):
+            refuse_overwrite(path, force=True, kind=kind)
     with pytest.raises(FileExistsError, match="use --force"):
         refuse_overwrite(report, force=False)
-    refuse_overwrite(report, force=True)  # a JSON report: replaceable
+    write_json(report, {"split": "PublicTest", "samples": 9, "single_crop": {"accuracy": 0.5}})
+    refuse_overwrite(report, force=True)  # an evaluation report: replaceable
+    notes.write_text(json.dumps({"frame": 0, "time": 0.0, "faces": []}) + "\n")
+    refuse_overwrite(notes, force=True, kind="jsonl")
+    plt.figure().savefig(photo)
+    refuse_overwrite(photo, force=True)
     (tmp_path / "empty.md").touch()
     refuse_overwrite(tmp_path / "empty.md", force=True)  # an empty file holds nothing to lose
+
+
+def test_every_committed_result_is_recognised_as_the_tools_own():
+    """--force must be able to rebuild what the tool wrote before: the shipped models and their reports,
+    the benchmark results."""
+    from pathlib import Path
+
+    from fer_train.files import refuse_overwrite
+
+    root = Path(__file__).resolve().parents[1]
+    written = [*(root / "models").glob("fer_*"), *(root / "benchmarks" / "results").glob("*")]
+    written = [p for p in written if not p.name.startswith("comparison")]  # fer-train compare's own folder
+    assert len(written) > 30
+    for path in written:
+        refuse_overwrite(path, force=True)
 
 
 def test_atomic_writes_never_replace_a_device_or_pipe(tmp_path):

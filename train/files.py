@@ -56,25 +56,90 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-# How each kind of file the toolkit writes begins. --force replaces an existing file only when it is of
-# the kind the tool writes there (or empty): a photo, notes or a model named by mistake survive it.
-OUTPUT_KINDS = {
-    ".json": ("JSON", lambda head: head.lstrip()[:1] in (b"{", b"[")),
-    "jsonl": ("JSON lines", lambda head: head.lstrip()[:1] == b"{"),
-    ".md": ("Markdown report", lambda head: head.lstrip()[:1] in (b"#", b"|")),
-    ".png": ("PNG", lambda head: head.startswith(b"\x89PNG\r\n\x1a\n")),
-    ".tflite": ("TFLite model", lambda head: head[4:8] == b"TFL3"),
-    ".mp4": ("MP4 video", lambda head: head[4:8] == b"ftyp"),
-    ".avi": ("AVI video", lambda head: head[:4] == b"RIFF" and head[8:12] == b"AVI "),
-    ".mkv": ("Matroska video", lambda head: head[:4] == b"\x1a\x45\xdf\xa3"),
+# How the toolkit recognises a file it wrote, by its own marks, not only by its format: --force replaces
+# an existing file only when it is one of these (or empty), so a user's photo, notes, footage or model
+# named by mistake survives it. Each check reads at most the first and last 64 KiB (a JSON result, 32 MiB).
+_PROBE = 1 << 16
+_JSON_LIMIT = 32 << 20
+# The first lines of the Markdown reports: export/report.py, benchmarks/report.py, benchmarks/training.py.
+_MARKDOWN_TITLES = (b"# Export report: ", b"# fer-bench report", b"# Training throughput")
+# The top-level keys of each JSON result: fer-bench's and the model card's carry their kind; an
+# evaluation report (fer-train evaluate), an export report and an older training benchmark, their shape.
+_JSON_SHAPES = (
+    {"kind"},
+    {"format", "labels"},
+    {"split", "samples", "single_crop"},
+    {"model", "keras"},
+    {"command", "machine", "results"},
+)
+
+
+def _json_result(head: bytes, tail: bytes, size: int, path: Path) -> bool:
+    if size > _JSON_LIMIT:
+        return False
+    try:
+        doc = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(doc, dict):
+        return False
+    marks = [str(doc.get(key, "")) for key in ("kind", "format")]
+    return any(shape <= doc.keys() for shape in _JSON_SHAPES) and (
+        not any(marks) or any(mark.startswith("fer-") for mark in marks)
+    )
+
+
+def _json_lines(head: bytes, tail: bytes, size: int, path: Path) -> bool:
+    try:
+        first = json.loads(head.split(b"\n", 1)[0])
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(first, dict) and {"frame", "faces"} <= first.keys()
+
+
+def _video(magic: Callable[[bytes], bool]) -> Callable[..., bool]:
+    # OpenCV writes through FFmpeg, which signs the container (Lavf); a camera's recording is not signed.
+    return lambda head, tail, size, path: magic(head) and (b"Lavf" in head or b"Lavf" in tail)
+
+
+def _fer_model(head: bytes, tail: bytes, size: int, path: Path) -> bool:
+    from fer_edge.model_info import MODEL_JSON  # the card packed at the end of every exported model
+
+    return head[4:8] == b"TFL3" and MODEL_JSON.encode() in tail
+
+
+OUTPUT_KINDS: dict[str, tuple[str, Callable[[bytes, bytes, int, Path], bool]]] = {
+    ".json": ("a JSON result", _json_result),
+    "jsonl": ("a JSON lines file", _json_lines),
+    ".md": ("a Markdown report", lambda head, *_: head.startswith(_MARKDOWN_TITLES)),
+    ".png": (
+        "a Matplotlib plot",
+        lambda head, *_: head[:8] == b"\x89PNG\r\n\x1a\n" and b"Software\x00Matplotlib" in head,
+    ),
+    ".tflite": ("a TFLite model with a FER card", _fer_model),
+    ".mp4": ("an MP4 video", _video(lambda head: head[4:8] == b"ftyp")),
+    ".avi": ("an AVI video", _video(lambda head: head[:4] == b"RIFF" and head[8:12] == b"AVI ")),
+    ".mkv": ("a Matroska video", _video(lambda head: head[:4] == b"\x1a\x45\xdf\xa3")),
 }
+
+
+def _written_by_us(path: Path, kind: str | None) -> tuple[bool, str]:
+    name, check = OUTPUT_KINDS.get(kind or path.suffix.lower(), ("", None))
+    size = path.stat().st_size
+    if check is None or size == 0:  # a file name only the tool uses (labels.txt), or nothing to lose
+        return True, name
+    with open(path, "rb") as file:
+        head = file.read(_PROBE)
+        file.seek(max(0, size - _PROBE))
+        tail = file.read(_PROBE)
+    return check(head, tail, size, path), name
 
 
 def refuse_overwrite(
     path: str | os.PathLike, force: bool, what: str = "output", kind: str | None = None
 ) -> None:
     """Raise FileExistsError unless `force`: existing results are never replaced silently; with `force`,
-    only a file of the kind the tool writes (`kind`, default: by suffix, as in OUTPUT_KINDS), and never
+    only a file the tool wrote (`kind`, default: by suffix, as in OUTPUT_KINDS), and never
     a device, pipe or socket (moving a file over /dev/null would replace the device itself)."""
     path = Path(path)
     _refuse_special(path)
@@ -82,11 +147,9 @@ def refuse_overwrite(
         return
     if not force:
         raise FileExistsError(f"{path}: {what} exists already; use --force to overwrite it")
-    name, looks_ours = OUTPUT_KINDS.get(kind or path.suffix.lower(), ("", lambda head: True))
-    with open(path, "rb") as file:
-        head = file.read(64)
-    if head and not looks_ours(head):
-        raise FileExistsError(f"{path}: holds no {name}, so not this tool's output; kept even with --force")
+    ours, name = _written_by_us(path, kind)
+    if not ours:
+        raise FileExistsError(f"{path}: not {name} this tool wrote; kept even with --force")
 
 
 def _refuse_special(path: Path) -> None:
