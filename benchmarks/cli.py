@@ -26,6 +26,7 @@ from fer_bench import pipeline as pipe
 from fer_bench.errors import BenchError
 from fer_bench.training import DEFAULT_VARIANTS
 from fer_edge.cli_errors import guarded
+from fer_edge.runtime import MAX_THREADS
 
 os.environ.setdefault(
     "TF_CPP_MIN_LOG_LEVEL", "3"
@@ -261,7 +262,7 @@ def accuracy(
     ),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
     threads: int = typer.Option(
-        acc.THREADS, min=1, help="Interpreter threads (speed only; answers are the same)."
+        acc.THREADS, min=1, max=MAX_THREADS, help="Interpreter threads (speed only; answers are the same)."
     ),
     out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
@@ -425,7 +426,7 @@ def pipeline(
         None, "--detector-model", help="BlazeFace .tflite (default: $FER_DETECTOR_MODEL or fer-edge's cache)."
     ),
     threads: int = typer.Option(
-        pipe.Settings.threads, min=1, help="Interpreter threads for detector and classifier."
+        pipe.Settings.threads, min=1, max=MAX_THREADS, help="Interpreter threads for detector and classifier."
     ),
     max_frames: int = typer.Option(
         pipe.Settings.max_frames, min=1, help="Frames to time per model (after the warm-up)."
@@ -575,8 +576,8 @@ def training(
             err.print(f"training steps: {arch} {options or ''}")
             results.append(tr.measure(arch, options, batch_size, batches))
         doc = {
-            "command": _command(),
             "kind": "fer-bench/training",
+            "command": _command(),
             "written": _now(),
             "machine": machine.one_line(machine.describe()),
             "batch_size": batch_size,

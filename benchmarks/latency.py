@@ -22,6 +22,7 @@ import numpy as np
 
 from fer_bench.errors import BenchError
 from fer_bench.models import ModelEntry, open_entry
+from fer_edge.runtime import MAX_THREADS
 
 MEMORY_METHOD = "peak RSS (VmHWM) minus RSS before loading the model, in a fresh process per measurement"
 MEMORY_METHOD_SHARED = "peak RSS (VmHWM) minus RSS before loading the model, all models in one process"
@@ -46,8 +47,10 @@ def parse_threads(text: str) -> list[int]:
         raise BenchError(
             f"--threads {text!r}: expected positive integers separated by commas, e.g. 1,2,4"
         ) from None
-    if not counts or min(counts) < 1:
-        raise BenchError(f"--threads {text!r}: expected positive integers separated by commas, e.g. 1,2,4")
+    if not counts or min(counts) < 1 or max(counts) > MAX_THREADS:
+        raise BenchError(
+            f"--threads {text!r}: expected counts from 1 to {MAX_THREADS} separated by commas, e.g. 1,2,4"
+        )
     return list(dict.fromkeys(counts))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from fer_edge.errors import ModelError
 from fer_edge.model_info import ModelInfo, read_labels_file, read_model_info
-from fer_edge.runtime import interpreter_from_bytes, load_interpreter
+from fer_edge.runtime import checked_threads, interpreter_from_bytes, load_interpreter
 
 __all__ = ["Classifier", "ModelError"]
 
@@ -43,7 +43,7 @@ class Classifier:
         labels: str | Path | list[str] | None = None,
         preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
-        self.threads = max(1, int(threads))
+        self.threads = checked_threads(threads)
         self.preprocess = preprocess
         if isinstance(model, bytes):
             self.path = Path("model.tflite")

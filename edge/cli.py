@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from fer_edge import cli_errors
+from fer_edge.runtime import MAX_THREADS
 
 app = typer.Typer(
     # Plain Click help: option help wraps under the option at any width instead of being cut off.
@@ -81,7 +82,7 @@ def predict(
     ),
     detector: str = typer.Option("auto", "--detector", "-d", help=DETECTOR_HELP),
     detector_model: Path | None = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
-    threads: int = typer.Option(1, "--threads", "-t", min=1, help="Interpreter threads."),
+    threads: int = typer.Option(1, "--threads", "-t", min=1, max=MAX_THREADS, help="Interpreter threads."),
     max_faces: int | None = typer.Option(
         None, "--max-faces", min=1, help="Keep only the N largest faces of an image."
     ),
@@ -138,7 +139,7 @@ def run(
     detector: str = typer.Option("auto", "--detector", "-d", help=DETECTOR_HELP),
     detector_model: Path | None = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
     threads: int = typer.Option(
-        1, "--threads", "-t", min=1, help="Interpreter threads (classifier and BlazeFace)."
+        1, "--threads", "-t", min=1, max=MAX_THREADS, help="Interpreter threads (classifier and BlazeFace)."
     ),
     detect_every: int = typer.Option(
         1, "--detect-every", min=1, help="Detect faces every N frames; reuse the tracked boxes in between."

@@ -8,10 +8,21 @@ LiteRT's default op resolver applies XNNPACK to float and quantized ops, so no d
 
 from __future__ import annotations
 
+from numbers import Integral
 from pathlib import Path
 
 from fer_edge.errors import ModelError
 from fer_edge.quiet import native_quiet
+
+# More threads than this only oversubscribe a 48x48 model, and enough of them abort the process
+# (XNNPACK's thread pool cannot be created), so a larger count is refused rather than tried.
+MAX_THREADS = 64
+
+
+def checked_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, Integral) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads: a whole number from 1 to {MAX_THREADS}; got {threads!r}")
+    return int(threads)
 
 
 def interpreter_class():
@@ -37,7 +48,7 @@ def interpreter_from_bytes(model: bytes, threads: int = 1, allocate: bool = True
     """An interpreter over a model held in memory (export checks what it is about to write); the
     interpreter's own errors (ValueError, RuntimeError) reach the caller, who knows what the bytes are."""
     with native_quiet():
-        interpreter = interpreter_class()(model_content=model, num_threads=max(1, int(threads)))
+        interpreter = interpreter_class()(model_content=model, num_threads=checked_threads(threads))
         if allocate:
             interpreter.allocate_tensors()
     return interpreter
@@ -46,12 +57,13 @@ def interpreter_from_bytes(model: bytes, threads: int = 1, allocate: bool = True
 def load_interpreter(path: str | Path, threads: int = 1):
     """An allocated interpreter for the model at `path`, or a ModelError saying why there is none."""
     path = Path(path)
+    threads = checked_threads(threads)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     Interpreter = interpreter_class()
     try:
         with native_quiet():
-            interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
         if path.suffix.lower() in (".keras", ".h5"):  # a training run's output, given by mistake

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from fer_edge.cli_errors import fail, guarded
+from fer_edge.runtime import MAX_THREADS
 from fer_export.formats import FORMATS
 from fer_export.quantize import Options as Defaults
 
@@ -105,7 +106,7 @@ def quantize(
         "face and its mirror image (more accurate, twice the work per face).",
     ),
     threads: int = typer.Option(
-        Defaults.threads, min=1, help="Interpreter threads for the latency measurement."
+        Defaults.threads, min=1, max=MAX_THREADS, help="Interpreter threads for the latency measurement."
     ),
     tolerance: float = typer.Option(
         None, help="Override every variant's tolerance on the mean |probability difference| to Keras."

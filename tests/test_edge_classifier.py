@@ -136,6 +136,27 @@ def test_bad_model_files_give_one_line_errors(models, tmp_path):
         Classifier(bad_json)
 
 
+def test_thread_counts_outside_1_to_64_are_refused(models, tmp_path):
+    """100,000 interpreter threads abort the process (XNNPACK's pool cannot be made): refused up front,
+    in the API and on the command line, before any model is opened."""
+    import subprocess
+    import sys
+
+    path = models["int8"]
+    for threads in (0, -1, 65, 100_000, 2.0, True):
+        with pytest.raises(ValueError, match="threads: a whole number from 1 to 64"):
+            Classifier(path, threads=threads)
+    assert Classifier(path, threads=np.int64(2)).threads == 2
+    face = str(tmp_path / "face.png")
+    import cv2
+
+    cv2.imwrite(face, synthetic_faces(per_class=1)[0][0])
+    cli = [sys.executable, "-m", "fer_edge", "predict", face, "--crops", "-m", str(path), "--threads"]
+    refused = subprocess.run([*cli, "100000"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "less than or equal to 64" in refused.stderr
+    assert subprocess.run([*cli, "64"], capture_output=True, text=True, timeout=120).returncode == 0
+
+
 def test_wrong_shape_model_is_refused(tmp_path):
     import keras
     import tensorflow as tf
