@@ -292,13 +292,18 @@ def _cli(*args):
         (["evaluate", "--model", "{tmp}/none.keras", "--data", "{csv}"], "no such model file"),
         (["evaluate", "--model", "{csv}", "--data", "{csv}", "--out", "{tmp}"], "is a folder, not a file"),
         (["evaluate", "--model", "{five}", "--data", "{csv}"], "gives 5 classes; a FER model"),
+        (
+            ["evaluate", "--model", "{five}", "--data", "{csv}", "--out", "{five}", "--force"],
+            "give a .json file",
+        ),
     ],
 )
 def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
     five = tmp_path / "five.keras"  # another task's model: 48x48 faces in, 5 classes out
-    if "{five}" in args:
+    uses_five = "{five}" in args
+    if uses_five:
         import keras
 
         keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(5)]).save(five)
@@ -308,6 +313,8 @@ def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
     assert "Traceback" not in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and message in error_lines[0], result.output
+    if uses_five:
+        assert zipfile.is_zipfile(five)  # the model named as --out is still a model
 
 
 def test_fit_refuses_to_validate_on_the_training_folder(tiny_folders, tmp_path):
@@ -496,6 +503,10 @@ def test_force_replaces_only_a_file_the_tool_wrote(tmp_path):
     refuse_overwrite(notes, force=True, kind="jsonl")
     plt.figure().savefig(photo)
     refuse_overwrite(photo, force=True)
+    model = tmp_path / "model.keras"  # a kind of file no command replaces, --force or not
+    model.write_bytes(b"PK\x03\x04 a Keras model")
+    with pytest.raises(FileExistsError, match="model.keras: this command writes no such file; kept even"):
+        refuse_overwrite(model, force=True)
     (tmp_path / "empty.md").touch()
     refuse_overwrite(tmp_path / "empty.md", force=True)  # an empty file holds nothing to lose
 
@@ -508,7 +519,8 @@ def test_every_committed_result_is_recognised_as_the_tools_own():
     from fer_train.files import refuse_overwrite
 
     root = Path(__file__).resolve().parents[1]
-    written = [*(root / "models").glob("fer_*"), *(root / "benchmarks" / "results").glob("*")]
+    written = [*(root / "models").glob("fer_*"), root / "models" / "labels.txt"]
+    written += (root / "benchmarks" / "results").glob("*")
     written = [p for p in written if not p.name.startswith("comparison")]  # fer-train compare's own folder
     assert len(written) > 30
     for path in written:

@@ -169,6 +169,10 @@ def evaluate(
         from fer_train import evaluate as ev
         from fer_train.files import refuse_overwrite, write_json
 
+        if (
+            out and not out.is_dir() and out.suffix.lower() != ".json"
+        ):  # --out model.keras would replace the model
+            raise ValueError(f"--out {out}: give a .json file name (the plot goes beside it as .png)")
         if out:
             refuse_overwrite(out, force, "report")
             refuse_overwrite(out.with_suffix(".png"), force, "confusion-matrix plot")

@@ -102,6 +102,12 @@ def _video(magic: Callable[[bytes], bool]) -> Callable[..., bool]:
     return lambda head, tail, size, path: magic(head) and (b"Lavf" in head or b"Lavf" in tail)
 
 
+def _labels(head: bytes, tail: bytes, size: int, path: Path) -> bool:
+    from fer_train.spec import CLASSES  # export writes the labels one per line, in the model's order
+
+    return head.decode("utf-8", "replace").split() == list(CLASSES)
+
+
 def _fer_model(head: bytes, tail: bytes, size: int, path: Path) -> bool:
     from fer_edge.model_info import MODEL_JSON  # the card packed at the end of every exported model
 
@@ -120,14 +126,17 @@ OUTPUT_KINDS: dict[str, tuple[str, Callable[[bytes, bytes, int, Path], bool]]] =
     ".mp4": ("an MP4 video", _video(lambda head: head[4:8] == b"ftyp")),
     ".avi": ("an AVI video", _video(lambda head: head[:4] == b"RIFF" and head[8:12] == b"AVI ")),
     ".mkv": ("a Matroska video", _video(lambda head: head[:4] == b"\x1a\x45\xdf\xa3")),
+    ".txt": ("a labels file", _labels),
 }
 
 
 def _written_by_us(path: Path, kind: str | None) -> tuple[bool, str]:
     name, check = OUTPUT_KINDS.get(kind or path.suffix.lower(), ("", None))
     size = path.stat().st_size
-    if check is None or size == 0:  # a file name only the tool uses (labels.txt), or nothing to lose
+    if size == 0:  # nothing to lose
         return True, name
+    if check is None:  # a model or a photo given as an output by mistake
+        return False, name
     with open(path, "rb") as file:
         head = file.read(_PROBE)
         file.seek(max(0, size - _PROBE))
@@ -149,7 +158,8 @@ def refuse_overwrite(
         raise FileExistsError(f"{path}: {what} exists already; use --force to overwrite it")
     ours, name = _written_by_us(path, kind)
     if not ours:
-        raise FileExistsError(f"{path}: not {name} this tool wrote; kept even with --force")
+        what = f"not {name} this tool wrote" if name else "this command writes no such file"
+        raise FileExistsError(f"{path}: {what}; kept even with --force")
 
 
 def _refuse_special(path: Path) -> None:
