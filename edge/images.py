@@ -62,7 +62,7 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
     import cv2
 
     try:
-        data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+        data = _read_bounded(path)
     except OSError as err:
         raise UnreadableImage(f"{path}: cannot read it ({err.strerror or err})") from None
     size = header_size(data[:65536].tobytes())
@@ -81,6 +81,20 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
             f"{path}: {image.shape[1]}x{image.shape[0]} pixels, over the limit of {max_pixels:,}"
         )
     return image
+
+
+def _read_bounded(path: Path) -> np.ndarray:
+    """The file's bytes; refused unread when larger than an image within the pixel limit can be (8
+    bytes a pixel: 16-bit RGBA, uncompressed), so a huge or sparse file is never read into memory."""
+    if not path.is_file():
+        return np.zeros(0, np.uint8)
+    size, limit = path.stat().st_size, max_pixels * 8 + (1 << 20)
+    if size > limit:
+        raise UnreadableImage(
+            f"{path}: {size / 2**20:,.0f} MiB, more than an image of {max_pixels:,} pixels takes "
+            f"(--max-pixels or ${ENV_MAX_PIXELS})"
+        )
+    return np.fromfile(str(path), dtype=np.uint8)
 
 
 def header_size(head: bytes) -> tuple[int, int] | None:

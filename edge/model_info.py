@@ -32,6 +32,23 @@ class ModelInfo:
 # A model file is untrusted input: its card and labels are a few kB, so anything packed larger than this
 # is refused before it is read (a zip entry can claim any size, and decompress to far more than it takes).
 MAX_PACKED_BYTES = 1 << 20
+# A FER model is a few MB and a TFLite flatbuffer cannot pass 2 GiB: a larger file is refused before
+# anything reads it whole (fer-export inspect) or maps it (the interpreter).
+MAX_MODEL_BYTES = 512 << 20
+
+
+def check_model_size(path: str | Path) -> None:
+    size = Path(path).stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ModelError(
+            f"{path}: {size / 2**20:,.0f} MiB, larger than a model file may be ({MAX_MODEL_BYTES >> 20} MiB)"
+        )
+
+
+def read_model_bytes(path: str | Path) -> bytes:
+    """The whole model file, once its size is checked."""
+    check_model_size(path)
+    return Path(path).read_bytes()
 
 
 def read_labels_file(path: str | Path) -> list[str]:

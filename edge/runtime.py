@@ -12,6 +12,7 @@ from numbers import Integral
 from pathlib import Path
 
 from fer_edge.errors import ModelError
+from fer_edge.model_info import check_model_size
 from fer_edge.quiet import native_quiet
 
 # More threads than this only oversubscribe a 48x48 model, and enough of them abort the process
@@ -60,6 +61,7 @@ def load_interpreter(path: str | Path, threads: int = 1):
     threads = checked_threads(threads)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
+    check_model_size(path)
     Interpreter = interpreter_class()
     try:
         with native_quiet():

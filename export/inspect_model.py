@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.errors import ModelError
+from fer_edge.model_info import read_model_bytes
 from fer_export.model_file import ModelFileError, check_tflite, read_card, read_files, read_metadata
 
 
@@ -14,7 +16,10 @@ def describe(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
-    model = path.read_bytes()
+    try:
+        model = read_model_bytes(path)
+    except ModelError as e:
+        raise ModelFileError(str(e)) from None
     try:
         check_tflite(model)
     except ModelFileError as e:

@@ -18,7 +18,8 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
-from fer_edge.model_info import FORMAT, LABELS_TXT, MODEL_JSON, card_problem
+from fer_edge.errors import ModelError
+from fer_edge.model_info import FORMAT, LABELS_TXT, MODEL_JSON, card_problem, packed_files, read_model_bytes
 from fer_export import metadata_schema as ms
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -115,9 +116,6 @@ def read_metadata(model: bytes) -> ms.ModelMetadata | None:
 def read_files(model: bytes) -> dict[str, bytes]:
     """The associated files zip-appended to the model ({} when there are none), each bounded in size
     (the runtime's reader: a model file is untrusted input)."""
-    from fer_edge.errors import ModelError
-    from fer_edge.model_info import packed_files
-
     try:
         return packed_files(model, names=None)
     except ModelError as e:
@@ -126,7 +124,13 @@ def read_files(model: bytes) -> dict[str, bytes]:
 
 def read_card(path_or_bytes: str | Path | bytes) -> dict | None:
     """The fer_model.json model card inside a .tflite, or None when it has none."""
-    model = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    if isinstance(path_or_bytes, bytes):
+        model = path_or_bytes
+    else:
+        try:
+            model = read_model_bytes(path_or_bytes)
+        except ModelError as e:
+            raise ModelFileError(str(e)) from None
     raw = read_files(model).get(CARD_FILE)
     if raw is None:
         return None

@@ -176,3 +176,27 @@ def test_a_truncated_jpeg_is_refused_not_half_read(tmp_path):
     app1 = b"\xff\xe1" + struct.pack(">H", 10) + b"Exif\xff\xd9\0\0"
     cut.write_bytes(data[:2] + app1 + data[2 : len(data) // 2])
     assert "cut.jpg: a truncated JPEG" in _edge("predict", cut, "--crops", "-m", models["int8"]).stderr
+
+
+def _sparse(path: Path, size: int) -> Path:
+    """A file of `size` zero bytes that takes no disk space: what a corrupt or hostile file can look like."""
+    with open(path, "wb") as file:
+        file.truncate(size)
+    return path
+
+
+def test_huge_files_are_refused_from_their_size_before_any_read(tmp_path):
+    """A 40 GB file named .png, .tflite or .csv was read whole: MemoryError tracebacks, or the memory."""
+    models = tiny_models()
+    image = _sparse(tmp_path / "huge.png", 1 << 30)  # over 50 M pixels x 8 bytes
+    result = _edge("predict", image, "-m", models["int8"])
+    assert (
+        result.exit_code == 2 and "1,024 MiB, more than an image of 50,000,000 pixels takes" in result.stderr
+    )
+    model = _sparse(tmp_path / "huge.tflite", 600 << 20)
+    _one_error_line(_edge("info", model), "600 MiB, larger than a model file may be (512 MiB)")
+    _one_error_line(_export("inspect", model), "600 MiB, larger than a model file may be")
+    from fer_train.data import DataError, load
+
+    with pytest.raises(DataError, match="huge.csv:1: a line of over 1,048,576 characters"):
+        load(_sparse(tmp_path / "huge.csv", 1 << 30), "train", cache=False)

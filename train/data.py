@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -101,7 +102,7 @@ def _read_csv(path: Path, usage: str, skip_bad: bool) -> tuple[np.ndarray, np.nd
         handle = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed by the with below
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    rows = csv.reader(handle)
+    rows = csv.reader(_bounded_lines(handle, path))
     try:
         with handle:
             _read_rows(rows, path, usage, skip_bad, images, labels, skipped)
@@ -110,6 +111,21 @@ def _read_csv(path: Path, usage: str, skip_bad: bool) -> tuple[np.ndarray, np.nd
     except csv.Error as e:
         raise DataError(f"{path}:{rows.line_num}: malformed CSV ({e})") from None
     return _stack(images, labels, skipped)
+
+
+# A FER2013 row is under 10,000 characters; a line past this is not one (a binary or a sparse file
+# would otherwise be read into memory as one "line").
+MAX_LINE = 1 << 20
+
+
+def _bounded_lines(handle, path: Path):
+    for line_no in itertools.count(1):
+        line = handle.readline(MAX_LINE)
+        if not line:
+            return
+        if len(line) == MAX_LINE and not line.endswith("\n"):
+            raise DataError(f"{path}:{line_no}: a line of over {MAX_LINE:,} characters; not a FER2013 CSV")
+        yield line
 
 
 def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, labels: list, skipped: list):
