@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 import fer_edge.quiet  # noqa: F401  (sets OpenCV's and FFmpeg's log levels before a source opens)
+from fer_edge import images
 from fer_edge.errors import SourceError
-from fer_edge.images import UnreadableImage, is_image, list_images, read_image
+from fer_edge.images import ENV_MAX_PIXELS, UnreadableImage, is_image, list_images, read_image
 
 PICAMERA_NAMES = ("picamera", "picamera2")
 # How long the loop waits for a frame at a time. A Ctrl-C the kernel hands to another thread is only
@@ -179,6 +180,20 @@ def _release_pipe_reader(source: str) -> None:
         os.close(os.open(source, os.O_WRONLY | os.O_NONBLOCK))
 
 
+def _check_frame_size(capture, source) -> None:
+    """Frames are held as BGR arrays: a video of 9000x6000 frames takes over a gigabyte as it runs, so
+    the images' pixel limit (--max-pixels) holds for frames too, read from the container before any."""
+    import cv2
+
+    width, height = (int(capture.get(p) or 0) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > images.max_pixels:
+        capture.release()
+        raise SourceError(
+            f"{describe(str(source))}: {width}x{height} frames, over the limit of {images.max_pixels:,} "
+            f"pixels (--max-pixels or ${ENV_MAX_PIXELS})"
+        )
+
+
 def _frame_count(capture) -> int:
     import cv2
 
@@ -191,6 +206,8 @@ class VideoSource(FrameSource):
     def __init__(self, path: Path | str, capture=None):
         self.path = path
         self._capture = capture if capture is not None else _open_capture(str(path))
+        if self._capture is not None:
+            _check_frame_size(self._capture, path)
         first = self._capture.read() if self._capture is not None else (False, None)
         if not first[0]:
             self.close()
@@ -237,6 +254,7 @@ class LiveSource(FrameSource):
         self.open_timeout = open_timeout
         self.reconnects = 0
         self._capture = capture if capture is not None else open_stream(source, open_timeout)
+        _check_frame_size(self._capture, source)
         import cv2
 
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)

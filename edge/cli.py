@@ -187,7 +187,7 @@ def run(
         None,
         "--max-pixels",
         min=1,
-        help="Refuse images larger than this (default 50,000,000; $FER_MAX_PIXELS).",
+        help="Refuse images and video frames larger than this (default 50,000,000; $FER_MAX_PIXELS).",
     ),
 ) -> None:
     """Live emotion recognition on a camera, video, stream, image or folder of images.

@@ -200,3 +200,17 @@ def test_huge_files_are_refused_from_their_size_before_any_read(tmp_path):
 
     with pytest.raises(DataError, match="huge.csv:1: a line of over 1,048,576 characters"):
         load(_sparse(tmp_path / "huge.csv", 1 << 30), "train", cache=False)
+
+
+def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
+    """A 9000x6000 video took 1.2 GB as it ran; frames share the images' pixel limit."""
+    import cv2
+
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 64))
+    for _ in range(3):
+        writer.write(np.full((64, 64, 3), 128, np.uint8))
+    writer.release()
+    args = ["run", "--source", video, "-m", tiny_models()["int8"], "--no-show", "--max-pixels"]
+    _one_error_line(_edge(*args, "4095"), "v.avi: 64x64 frames, over the limit of 4,095 pixels")
+    assert "summary: 3 frames" in _edge(*args, "4096").stderr
