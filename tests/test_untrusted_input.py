@@ -214,3 +214,20 @@ def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path)
     args = ["run", "--source", video, "-m", tiny_models()["int8"], "--no-show", "--max-pixels"]
     _one_error_line(_edge(*args, "4095"), "v.avi: 64x64 frames, over the limit of 4,095 pixels")
     assert "summary: 3 frames" in _edge(*args, "4096").stderr
+
+
+def test_a_keras_file_that_inflates_is_refused_before_keras_reads_it(tmp_path):
+    """A 2 MB .keras whose config.json inflates to 2 GB took 4.9 GB of memory in Keras."""
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", b" " * (32 << 20))
+        archive.writestr("metadata.json", b"{}")
+    assert bomb.stat().st_size < 1 << 20
+    _one_error_line(
+        _export("quantize", "--model", bomb, "--mode", "fp32", "--out", tmp_path / "out"),
+        "config.json claims 33,554,432 bytes (at most 16,777,216)",
+    )
+    from fer_train.models import load_model
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_model(root / "runs" / "fer_nano" / "model.keras").output_shape == (None, 7)

@@ -288,6 +288,8 @@ def load_model(path, compile: bool = True):
         raise ModelFileError(f"{path}: not a Keras model file (expected .keras or .h5)")
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras says "File not found"
         raise ModelFileError(f"{path}: not a loadable Keras model (a .keras file is a zip archive)")
+    if path.suffix.lower() == ".keras":
+        _check_archive_sizes(path)
     import keras
 
     try:
@@ -295,6 +297,31 @@ def load_model(path, compile: bool = True):
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a damaged file
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path}: not a loadable Keras model ({reason})") from None
+
+
+# A .keras file is untrusted input: Keras reads its JSON entries whole, so a 2 MB file whose config.json
+# inflates to 2 GB took 4.9 GB of memory. Entries are held to what a FER model needs (their declared
+# sizes bound what zipfile reads), with room for a large comparison model and its optimizer state.
+MAX_KERAS_JSON = 16 << 20
+MAX_KERAS_TOTAL = 1 << 30
+
+
+def _check_archive_sizes(path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelFileError(f"{path}: not a loadable Keras model ({e})") from None
+    for entry in entries:
+        if entry.filename.endswith(".json") and entry.file_size > MAX_KERAS_JSON:
+            raise ModelFileError(
+                f"{path}: its {entry.filename} claims {entry.file_size:,} bytes (at most {MAX_KERAS_JSON:,})"
+            )
+    total = sum(entry.file_size for entry in entries)
+    if total > MAX_KERAS_TOTAL:
+        raise ModelFileError(f"{path}: unpacks to {total:,} bytes (at most {MAX_KERAS_TOTAL:,})")
 
 
 def check_face_model(model, what: str) -> None:
