@@ -7,7 +7,6 @@ without it the report says so and keeps its tables.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from fer_bench.errors import BenchError
 from fer_bench.machine import one_line
-from fer_train.files import atomic_write, write_json, write_text
+from fer_train.files import atomic_write, read_json, write_json, write_text
 from fer_train.spec import CLASSES
 
 KINDS = ("latency", "accuracy", "pipeline")
@@ -39,8 +38,8 @@ def read_results(folder: Path) -> dict[str, dict]:
         if not path.is_file():
             continue
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            data = read_json(path)
+        except (OSError, ValueError) as err:
             raise BenchError(f"{path}: not a readable results file ({err})") from None
         if not isinstance(data, dict) or data.get("kind") != f"fer-bench/{kind}":
             raise BenchError(f"{path}: not a fer-bench {kind} results file")

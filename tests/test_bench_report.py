@@ -111,6 +111,11 @@ def test_report_on_an_empty_or_damaged_folder(tmp_path):
     assert "latency.json" in error_line(run_cli("report", "--out", str(tmp_path)))
     (tmp_path / "latency.json").write_text(json.dumps({"kind": "something else"}))
     assert "not a fer-bench latency" in error_line(run_cli("report", "--out", str(tmp_path)))
+    with open(tmp_path / "latency.json", "wb") as planted:  # 20 GB of nothing was read whole
+        planted.truncate(20 << 30)
+    assert "21,474,836,480 bytes, more than such a file takes" in error_line(
+        run_cli("report", "--out", str(tmp_path))
+    )
     assert not (tmp_path / "report.md").exists()
 
 

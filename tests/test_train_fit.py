@@ -401,6 +401,15 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
     assert rows[0]["epochs"] == 1
     with pytest.raises(ValueError, match="not a finished run"):
         compare(tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=1, reference=tmp_path)
+    # A reference whose metrics are damaged is named before any training, not after the budget is spent.
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ref" / "metrics.json").write_text('{"accuracy": 0.5}')
+    before = (out / "cnn" / "history.csv").read_text()
+    with pytest.raises(TrainError, match="ref/metrics.json: not a finished run's metrics"):
+        compare(
+            tiny_folders, ["cnn"], 2, out, log=lambda m: None, budget_minutes=1, reference=tmp_path / "ref"
+        )
+    assert (out / "cnn" / "history.csv").read_text() == before
     # A larger budget trains the same run on from its checkpoint (here up to an epoch cap of 2).
     rows = compare(tiny_folders, ["cnn"], 2, out, batch_size=16, log=lambda m: None, budget_minutes=1)
     history = (out / "cnn" / "history.csv").read_text().splitlines()

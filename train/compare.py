@@ -7,11 +7,10 @@ stopped.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from fer_train.files import write_json, write_text
-from fer_train.fit import can_continue, fit, recipe_config
+from fer_train.files import read_json, write_json, write_text
+from fer_train.fit import TrainError, can_continue, fit, recipe_config
 
 
 def compare(
@@ -40,6 +39,7 @@ def compare(
         )
     if reference is not None and not (Path(reference) / "metrics.json").is_file():
         raise ValueError(f"--reference {reference}: not a finished run folder (no metrics.json)")
+    reference_metrics = _read_metrics(Path(reference)) if reference is not None else None  # before training
     rows = []
     budget = f"{budget_minutes:g} minutes" if budget_minutes else f"{epochs} epochs"
     for arch in archs:
@@ -64,20 +64,39 @@ def compare(
         )
         if (run / "metrics.json").exists() and not force and not can_continue(cfg, run):
             log(f"{arch}: reusing the finished run in {run}")
-            metrics = json.loads((run / "metrics.json").read_text())
+            metrics = _read_metrics(run)
         else:  # a new run, an interrupted one, or a finished one given a larger budget
             log(f"{arch}: training for {budget} in {run}")
             metrics = fit(cfg, run, force=force, log=log)
         rows.append(_row(arch, run, metrics, data, limit))
-    if reference is not None:
-        metrics = json.loads((Path(reference) / "metrics.json").read_text())
-        name = f"{metrics.get('model_name') or Path(reference).name} (reference: its own recipe)"
-        rows.append(_row(name, Path(reference), metrics, data, limit, write_int8=False))
+    if reference_metrics is not None:
+        name = f"{reference_metrics.get('model_name') or Path(reference).name} (reference: its own recipe)"
+        rows.append(_row(name, Path(reference), reference_metrics, data, limit, write_int8=False))
     write_json(Path(out) / "comparison.json", rows)
     write_text(Path(out) / "comparison.md", to_markdown(rows))
     _plot(rows, Path(out) / "comparison.png", log)
     log(to_markdown(rows))
     return rows
+
+
+def _read_metrics(run: Path) -> dict:
+    path = run / "metrics.json"
+    try:
+        metrics = read_json(path, 16 << 20)
+    except (OSError, ValueError) as err:
+        raise TrainError(f"{path}: not a finished run's metrics ({err})") from None
+    figures = (
+        "accuracy",
+        "flip_tta_accuracy",
+        "macro_f1",
+        "parameters",
+        "epochs",
+        "seconds_per_epoch",
+        "train_seconds",
+    )
+    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(k), (int, float)) for k in figures):
+        raise TrainError(f"{path}: not a finished run's metrics (it lacks {', '.join(figures)})")
+    return metrics
 
 
 def _row(arch: str, run: Path, metrics: dict, data, limit: int | None, write_int8: bool = True) -> dict:

@@ -52,6 +52,15 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
+def read_json(path: str | os.PathLike, limit: int = 64 << 20):
+    """A JSON file the toolkit wrote (results, run state), read only when its size is plausible: a
+    damaged or planted file of gigabytes is a ValueError, like malformed JSON, not a memory blow-up."""
+    size = os.stat(path).st_size
+    if size > limit:
+        raise ValueError(f"{size:,} bytes, more than such a file takes (at most {limit:,})")
+    return json.loads(Path(path).read_bytes())
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
@@ -75,11 +84,9 @@ _JSON_SHAPES = (
 
 
 def _json_result(head: bytes, tail: bytes, size: int, path: Path) -> bool:
-    if size > _JSON_LIMIT:
-        return False
     try:
-        doc = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
+        doc = read_json(path, _JSON_LIMIT)
+    except ValueError:
         return False
     if not isinstance(doc, dict):
         return False

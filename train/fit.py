@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import os
 import platform
 import shutil
@@ -27,7 +26,7 @@ import numpy as np
 from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
-from fer_train.files import atomic_write, write_json, write_text
+from fer_train.files import atomic_write, read_json, write_json, write_text
 from fer_train.models import DEFAULT_MODEL, MODELS, build_model, check_face_model, load_model, macs_per_face
 from fer_train.spec import CLASSES, INPUT_SPEC, OUTPUT_SPEC
 
@@ -159,7 +158,7 @@ def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
     if force:
         return False
     try:
-        previous = json.loads(config_path.read_text())["fit"]
+        previous = read_json(config_path, 1 << 20)["fit"]
     except (OSError, ValueError, KeyError, TypeError):
         previous = None
     if not isinstance(previous, dict):
@@ -244,7 +243,7 @@ def _read_state(out: Path) -> dict:
     damaged one is one line naming it, not a traceback deep in the resume."""
     path = out / STATE_FILE
     try:
-        state = json.loads(path.read_text())
+        state = read_json(path, 64 << 20)
         ok = isinstance(state["epoch"], int) and state["epoch"] >= 0 and isinstance(state["history"], list)
         ok = ok and all(isinstance(h, dict) for h in state["history"])
         ok = ok and isinstance(state.get("train_seconds", 0.0), (int, float))
