@@ -457,6 +457,26 @@ def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_pat
     assert config["teacher"] == str(teacher_path) and config["distill"] == 1.0
 
 
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"learning_rate": float("nan")}, "--lr nan: the learning rate is a positive number"),
+        ({"learning_rate": 0.0}, "--lr 0.0: the learning rate is a positive number"),
+        ({"weight_decay": float("inf")}, "--weight-decay inf: a number of at least 0"),
+        ({"mixup": float("inf")}, "--mixup inf: MixUp's alpha is positive"),
+        ({"patience": 0}, "--patience 0: a number of at least 1"),
+        ({"budget_minutes": float("nan")}, "--budget-minutes nan: a positive number of minutes"),
+    ],
+)
+def test_settings_that_would_train_into_nan_are_refused_before_training(
+    tiny_folders, tmp_path, setting, message
+):
+    """A NaN or zero learning rate, an infinite weight decay: refused before any work, not trained with."""
+    with pytest.raises(TrainError, match=message):
+        fit(tiny_cfg(tiny_folders, **setting), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_distillation_without_its_teacher_is_refused_before_training(tiny_folders, tmp_path):
     with pytest.raises(TrainError, match="no such file"):
         fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "none.keras"), distill=0.5), tmp_path / "r")

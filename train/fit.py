@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 import os
 import platform
 import shutil
@@ -136,12 +137,34 @@ def _check_settings(cfg: FitConfig) -> None:
         raise TrainError("--distill needs a teacher: pass --teacher MODEL.keras")
     if cfg.teacher and cfg.distill == 0:
         raise TrainError("--teacher needs --distill A: the teacher's share of each target, e.g. 0.5")
-    if cfg.mixup < 0:
+    if not cfg.mixup >= 0 or math.isinf(cfg.mixup):
         raise TrainError(f"--mixup {cfg.mixup}: MixUp's alpha is positive (0.2 is usual), or 0 for none")
+    _check_numbers(cfg)
     if cfg.distill > 0 and not Path(cfg.teacher).is_file():
         raise TrainError(
             f"teacher {cfg.teacher}: no such file; train it first (its run's model.keras) or pass --teacher"
         )
+
+
+def _check_numbers(cfg: FitConfig) -> None:
+    """A NaN or infinite learning rate or weight decay trains for hours into NaN weights: refused."""
+    if not (math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0):
+        raise TrainError(f"--lr {cfg.learning_rate}: the learning rate is a positive number, e.g. 0.05")
+    at_least = [
+        ("--weight-decay", cfg.weight_decay, 0),
+        ("--label-smoothing", cfg.label_smoothing, 0),
+        ("--erasing", cfg.erasing, 0),
+        ("--epochs", cfg.epochs, 1),
+        ("--batch-size", cfg.batch_size, 1),
+        ("--patience", cfg.patience, 1),
+        ("the recipe's lr_patience", cfg.lr_patience, 1),
+        ("the recipe's warmup_epochs", cfg.warmup_epochs, 0),
+    ]
+    for name, value, least in at_least:
+        if not (math.isfinite(value) and value >= least):
+            raise TrainError(f"{name} {value}: a number of at least {least}")
+    if cfg.budget_minutes is not None and not cfg.budget_minutes > 0:
+        raise TrainError(f"--budget-minutes {cfg.budget_minutes}: a positive number of minutes")
 
 
 def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
