@@ -109,7 +109,10 @@ def quantize(
         Defaults.threads, min=1, max=MAX_THREADS, help="Interpreter threads for the latency measurement."
     ),
     tolerance: float = typer.Option(
-        None, help="Override every variant's tolerance on the mean |probability difference| to Keras."
+        None,
+        min=0.0,
+        max=1.0,
+        help="Override every variant's tolerance on the mean |probability difference| to Keras.",
     ),
     seed: int = typer.Option(Defaults.seed, help="Seed for the representative and eval subsets."),
     skip_bad: bool = typer.Option(

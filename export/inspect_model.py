@@ -14,6 +14,8 @@ from fer_export.model_file import ModelFileError, check_tflite, read_card, read_
 
 def describe(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: a folder; give a .tflite file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:

@@ -132,6 +132,10 @@ def checked_name(name: str, given: bool) -> str:
 def check_options(opts: Options) -> None:
     if not Path(opts.model).is_file():  # the first thing a typo breaks: say so before anything else
         raise ExportError(f"{opts.model}: no such model file")
+    if Path(opts.model).suffix.lower() not in (".keras", ".h5"):  # an exported .tflite, given by mistake
+        raise ExportError(
+            f"{opts.model}: not a Keras model file (expected .keras or .h5, a run's model.keras)"
+        )
     if opts.quantizer not in QUANTIZERS:
         raise ExportError(f"unknown quantizer {opts.quantizer!r}: use converter or litert")
     calibrated = [m for m in opts.modes if FORMAT[m].needs_rep_data]

@@ -186,6 +186,16 @@ def test_non_keras_model_file(tmp_path):
     bad.write_text("garbage")
     result = fer_export("quantize", "--model", bad, "--mode", "fp32", "--out", tmp_path / "o")
     assert_one_error_line(result, "not a loadable Keras model")
+    # An exported model given back, int8 without --rep-data: the wrong file is what the user hears of.
+    exported = tmp_path / "model_int8.tflite"
+    exported.write_bytes(b"\x1c\x00\x00\x00TFL3")
+    result = fer_export("quantize", "--model", exported, "--mode", "int8", "--out", tmp_path / "o")
+    assert_one_error_line(result, "not a Keras model file (expected .keras or .h5")
+    # A tolerance that no comparison can meet (NaN) is a bad option, not a failed variant.
+    result = fer_export(
+        "quantize", "--model", bad, "--mode", "fp32", "--tolerance", "nan", "--out", tmp_path / "o"
+    )
+    assert result.returncode == 2 and "--tolerance" in result.stderr
 
 
 def test_model_with_the_wrong_input(tmp_path):
