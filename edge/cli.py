@@ -287,7 +287,7 @@ def models_fetch(
         None, "--url", help="Download from this mirror instead (the SHA-256 is checked all the same)."
     ),
     force: bool = typer.Option(False, "--force", help="Download again even if a good copy is there."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Network timeout in seconds."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, max=3600, help="Network timeout in seconds."),
 ) -> None:
     """Download the BlazeFace short-range model from its official URL and check its pinned SHA-256.
 

@@ -59,6 +59,8 @@ def load_interpreter(path: str | Path, threads: int = 1):
     """An allocated interpreter for the model at `path`, or a ModelError saying why there is none."""
     path = Path(path)
     threads = checked_threads(threads)
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder; give a .tflite file")
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     check_model_size(path)

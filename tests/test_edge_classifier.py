@@ -119,6 +119,8 @@ def test_labels_from_labels_txt_or_a_file_when_no_json(models, tmp_path):
 def test_bad_model_files_give_one_line_errors(models, tmp_path):
     with pytest.raises(ModelError, match="no such model file"):
         Classifier(tmp_path / "missing.tflite")
+    with pytest.raises(ModelError, match="a folder; give a .tflite file"):
+        Classifier(tmp_path)
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a flatbuffer at all" * 10)
     with pytest.raises(ModelError, match="not a usable TFLite model"):
