@@ -173,7 +173,12 @@ def run(
     results = []
     with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
         faces_file = Path(tmp) / "faces.npy"
-        np.save(faces_file, faces)
+        try:  # the measuring processes read the faces from here
+            np.save(faces_file, faces)
+        except OSError as err:
+            raise BenchError(
+                f"{tmp}: cannot write the faces to measure with ({err}); --in-process needs no file"
+            ) from None
         for entry in entries:
             for threads in thread_counts:
                 if isolate:

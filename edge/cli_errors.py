@@ -6,8 +6,10 @@ its own error types and what Ctrl-C leaves behind. A traceback is left only for 
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
@@ -48,4 +50,18 @@ def guarded(
     except (*errors, EdgeError, FileExistsError, ValueError) as err:
         fail(first_line(err))
     except OSError as err:
+        if err.filename is None and err.errno in FULL and _stdout_is_a_file():
+            # The toolkit names the files it writes; a full disk that names none is stdout's redirect.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush: quiet
+            fail(f"cannot write to standard output ({err.strerror}); what it holds is cut short")
         fail(f"{err.filename or ''}: {err.strerror or err}".lstrip(": "))
+
+
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _stdout_is_a_file() -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -207,8 +207,11 @@ def inspect(
     """Show what a .tflite says about itself: model card, TFLite metadata, tensors and associated files."""
     from fer_export.inspect_model import describe, to_text
 
-    info = _guarded(lambda: describe(model))
-    print(json.dumps(info, indent=2) if as_json else to_text(info))
+    def show() -> None:
+        info = describe(model)
+        print(json.dumps(info, indent=2) if as_json else to_text(info), flush=True)
+
+    _guarded(show)
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def tiny_models() -> dict[str, Path]:
     return paths
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, preexec_fn=None) -> subprocess.CompletedProcess:
     """`fer-bench ARGS` in a fresh process, as a user runs it (exit status, stdout, stderr)."""
     code = "from fer_bench.cli import main; main()"
     return subprocess.run(
@@ -60,6 +60,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200", **(env or {})},
+        preexec_fn=preexec_fn,
     )
 
 

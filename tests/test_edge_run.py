@@ -487,6 +487,30 @@ def test_an_output_a_full_disk_cuts_short_is_reported_and_not_kept(env, models, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # no partial file, no temporary one
 
 
+@pytest.mark.parametrize("command", ["predict", "run"])
+def test_stdout_that_a_full_disk_cuts_short_is_named(env, models, tmp_path, command):
+    """`--json > faces.jsonl` on a full disk said only "error: File too large" (or a traceback)."""
+    faces = [f for _, f in shared_faces(env, per_class=3)]
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i, face in enumerate(faces):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), face)
+    args = (
+        ["predict", str(folder), "--crops"]
+        if command == "predict"
+        else ["run", "-s", str(folder), "--no-show"]
+    )
+    cli = [sys.executable, "-m", "fer_edge", *args, "-m", str(models["int8"]), "--json"]
+    with open(tmp_path / "out.jsonl", "w") as stdout:
+        proc = subprocess.run(
+            cli, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=small_disk(1000)
+        )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: cannot write to standard output (File too large); what it holds is cut short"
+    )
+
+
 def test_tracker_keeps_ids_and_smooths_scores():
     tracker = Tracker(smoothing=0.5)
     a, b = Box(0, 0, 50, 50), Box(200, 0, 50, 50)
