@@ -291,7 +291,7 @@ class Outputs:
                 os.replace(self._json_tmp, self.options.json_file)
                 self._json = None
             except OSError as err:
-                failure = failure or self._drop_json(err)
+                failure = together(failure, self._drop_json(err))
         if self.server is not None:
             self.server.close()
         if self.window:
@@ -300,6 +300,11 @@ class Outputs:
             cv2.destroyAllWindows()
         if failure is not None:
             raise failure
+
+
+def together(first: EdgeError | None, then: EdgeError) -> EdgeError:
+    """Both failures in one line: when the disk fills, the video and the JSON lines are both lost."""
+    return then if first is None else EdgeError(f"{first}; and {then}")
 
 
 def _same_file(path: str | Path, other: str | Path | None) -> bool:
@@ -421,7 +426,7 @@ def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
                 try:
                     outputs.close()
                 except EdgeError as err:
-                    failure = failure or err
+                    failure = together(failure, err)
     print(format_summary(stats.summary(source.skipped)), file=sys.stderr)
     if failure is not None:
         raise failure

@@ -487,6 +487,27 @@ def test_an_output_a_full_disk_cuts_short_is_reported_and_not_kept(env, models, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # no partial file, no temporary one
 
 
+def test_when_a_full_disk_cuts_both_outputs_short_both_are_named(env, models, tmp_path):
+    """Only the first failure was said: the user did not learn that the video was lost too."""
+    video = moving_faces_video(env, tmp_path / "in.mp4", frames=40)
+    command = [sys.executable, "-m", "fer_edge", "run", "-s", str(video), "-m", str(models["int8"])]
+    command += [
+        "-d",
+        "blazeface",
+        "--no-show",
+        "--json-file",
+        str(tmp_path / "f.jsonl"),
+        "--save",
+        str(tmp_path / "o.avi"),
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=small_disk(16_000))
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("error: --json-file") and "; and --save" in last, (
+        proc.stderr
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
 @pytest.mark.parametrize("command", ["predict", "run"])
 def test_stdout_that_a_full_disk_cuts_short_is_named(env, models, tmp_path, command):
     """`--json > faces.jsonl` on a full disk said only "error: File too large" (or a traceback)."""
