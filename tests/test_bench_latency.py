@@ -182,15 +182,7 @@ def test_a_full_disk_for_the_measuring_processes_faces_is_one_named_line(models,
     "73728 requested and 1872 written"."""
     from conftest import small_disk
 
-    proc = run_cli(
-        "latency",
-        "-m",
-        str(models["int8"]),
-        "--runs",
-        "2",
-        "--out",
-        str(tmp_path),
-        preexec_fn=small_disk(2000),
-    )
+    args = ["latency", "-m", str(models["int8"]), "--runs", "2", "--out", str(tmp_path)]
+    proc = run_cli(*args, preexec_fn=small_disk(2000))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot write the faces to measure with" in error_line(proc) and "--in-process" in error_line(proc)
