@@ -6,11 +6,13 @@ its own error types and what Ctrl-C leaves behind. A traceback is left only for 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
 import stat
 import sys
+import threading
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
@@ -36,12 +38,14 @@ def guarded(
     action: Callable[[], T], errors: tuple[type[BaseException], ...] = (), interrupted: str = "interrupted"
 ) -> T:
     """Run a command. `errors` (and the toolkit's EdgeError, an existing output, a bad value) become one
-    line; any other OSError names its file; Ctrl-C says `interrupted` and exits 130; a closed stdout
-    ends quietly with 141."""
+    line; any other OSError names its file; Ctrl-C says `interrupted` and exits 130, SIGTERM the same
+    with 143; a closed stdout ends quietly with 141."""
+    terminated = []
     try:
-        return action()
+        with _sigterm_as_ctrl_c(terminated):
+            return action()
     except KeyboardInterrupt:
-        fail(interrupted, 130)
+        fail(interrupted, 128 + signal.SIGTERM if terminated else 130)
     except BrokenPipeError:
         # The reader of stdout stopped (`| head`): end without a word, as a Unix tool ends on SIGPIPE,
         # and with stdout on /dev/null so that Python's own flush at exit does not complain.
@@ -58,6 +62,25 @@ def guarded(
 
 
 FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c(terminated: list):
+    """`timeout`, systemd and docker stop a command with SIGTERM: it ends as Ctrl-C ends it, so that
+    temporary files are removed and the user is told what was kept, instead of dying mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_is_a_file() -> bool:

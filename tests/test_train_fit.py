@@ -221,6 +221,25 @@ def test_mixup_blends_faces_and_their_targets_alike(tiny_splits):
             assert any(np.allclose(x1[i], w * x0[i] + (1 - w) * x0[k], atol=1e-3) for k in j)
 
 
+def test_sigterm_ends_a_run_as_ctrl_c_does(tiny_folders, tmp_path):
+    """`timeout`, systemd and docker stop with SIGTERM: the run said nothing (exit 143, possibly mid-write
+    of a checkpoint); now it ends as on Ctrl-C, with its line, nothing half-written, and it resumes."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fer_train", "fit", "--data", str(tiny_folders), "--out", str(out)]
+    cmd += ["--epochs", "200", "--model", "cnn", "--width", "0.125", "--batch-size", "8", "--patience", "200"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = out / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not state.exists():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted; run the same command again")
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name], "a temporary file left behind"
+    assert json.loads(state.read_text())["epoch"] >= 1
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tiny_folders, tmp_path):
     out = tmp_path / "run"
