@@ -152,12 +152,14 @@ def latency(
     threads: str = typer.Option(
         lat.Settings.threads, help="Interpreter thread counts to measure, comma-separated."
     ),
-    runs: int = typer.Option(lat.Settings.runs, min=1, help="Timed calls per model and thread count."),
+    runs: int = typer.Option(
+        lat.Settings.runs, min=1, max=lat.MAX_RUNS, help="Timed calls per model and thread count."
+    ),
     warmup: int = typer.Option(
         lat.Settings.warmup, min=0, help="Untimed calls first (the first calls plan and fill caches)."
     ),
     batch: int = typer.Option(
-        lat.Settings.batch, min=1, help="Faces per call for the batch-throughput number."
+        lat.Settings.batch, min=1, max=lat.MAX_BATCH, help="Faces per call for the batch-throughput number."
     ),
     pin_core: int = typer.Option(
         None,
@@ -375,7 +377,9 @@ def run_all(
     reference: Path = typer.Option(None, help="Reference for the accuracy loss (.keras or fp32 .tflite)."),
     limit: int = typer.Option(None, min=1, help="Score a fixed random subset of this many faces."),
     threads: str = typer.Option(lat.Settings.threads, help="Thread counts for latency, comma-separated."),
-    runs: int = typer.Option(lat.Settings.runs, min=1, help="Timed latency calls per model and thread."),
+    runs: int = typer.Option(
+        lat.Settings.runs, min=1, max=lat.MAX_RUNS, help="Timed latency calls per model and thread."
+    ),
     warmup: int = typer.Option(lat.Settings.warmup, min=0, help="Untimed latency calls first."),
     pin_core: int = typer.Option(None, "--pin-core", help="Run latency on this CPU core only."),
     peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),

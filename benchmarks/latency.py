@@ -28,6 +28,12 @@ MEMORY_METHOD = "peak RSS (VmHWM) minus RSS before loading the model, in a fresh
 MEMORY_METHOD_SHARED = "peak RSS (VmHWM) minus RSS before loading the model, all models in one process"
 
 
+# Every timed call is kept (latency.json holds the samples) and a batch is allocated whole, so both are
+# bounded: a billion runs took 8 GB before the first call, a batch of a billion faces 2 TiB.
+MAX_RUNS = 100_000
+MAX_BATCH = 1024
+
+
 @dataclass(frozen=True)
 class Settings:
     """How latency is measured; the CLI's defaults are these."""
@@ -170,6 +176,10 @@ def run(
 ) -> list[dict]:
     """Every (model, threads) measurement, models in the order given."""
     check_core(settings.pin_core)
+    if not (1 <= settings.runs <= MAX_RUNS and 1 <= settings.batch <= MAX_BATCH and settings.warmup >= 0):
+        raise BenchError(
+            f"runs 1 to {MAX_RUNS:,}, batch 1 to {MAX_BATCH}, warm-up at least 0; got {settings}"
+        )
     results = []
     with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
         faces_file = Path(tmp) / "faces.npy"

@@ -10,6 +10,7 @@ import pytest
 from bench_helpers import read_json, relabel, run_cli, tiny_models
 
 from fer_bench import latency
+from fer_bench.errors import BenchError
 from fer_bench.models import describe_models
 
 RUNS = 40
@@ -131,6 +132,19 @@ def test_bad_options_end_in_one_error_line(models, tmp_path, args, words):
     proc = run_cli("latency", "-m", str(models["int8"]), "--runs", "2", "--out", str(tmp_path), *args)
     assert words in error_line(proc)
     assert not (tmp_path / "latency.json").exists()
+
+
+def test_runs_and_batch_are_bounded_before_anything_is_allocated(models, tmp_path):
+    """--batch 1000000000 was a 2 TiB allocation and a MemoryError traceback; a billion runs, 8 GB of
+    samples before the first call."""
+    for flag, value in (("--batch", "1000000000"), ("--runs", "1000000000")):
+        proc = run_cli("latency", "-m", str(models["int8"]), flag, value, "--out", str(tmp_path))
+        assert (
+            proc.returncode == 2 and "Traceback" not in proc.stderr and "less than or equal to" in proc.stderr
+        )
+    entry = describe_models([models["int8"]])[0]
+    with pytest.raises(BenchError, match="runs 1 to 100,000"):
+        latency.run([entry], [1], np.zeros((1, 48, 48), np.uint8), latency.Settings(runs=10**9))
 
 
 def test_missing_and_corrupt_models_end_in_one_error_line(tmp_path):
