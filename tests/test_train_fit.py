@@ -429,6 +429,11 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
             tiny_folders, ["cnn"], 2, out, log=lambda m: None, budget_minutes=1, reference=tmp_path / "ref"
         )
     assert (out / "cnn" / "history.csv").read_text() == before
+    # Its table is rewritten as runs go on; a file of someone else's by that name is kept.
+    (out / "comparison.md").write_text("# my notes on the comparison\n")
+    with pytest.raises(FileExistsError, match="comparison.md: not a Markdown report this tool wrote"):
+        compare(tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=0.001)
+    (out / "comparison.md").unlink()
     # A larger budget trains the same run on from its checkpoint (here up to an epoch cap of 2).
     rows = compare(tiny_folders, ["cnn"], 2, out, batch_size=16, log=lambda m: None, budget_minutes=1)
     history = (out / "cnn" / "history.csv").read_text().splitlines()
@@ -569,7 +574,6 @@ def test_every_committed_result_is_recognised_as_the_tools_own():
     root = Path(__file__).resolve().parents[1]
     written = [*(root / "models").glob("fer_*"), root / "models" / "labels.txt"]
     written += (root / "benchmarks" / "results").glob("*")
-    written = [p for p in written if not p.name.startswith("comparison")]  # fer-train compare's own folder
     assert len(written) > 30
     for path in written:
         refuse_overwrite(path, force=True)

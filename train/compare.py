@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fer_train.files import read_json, write_json, write_text
+from fer_train.files import read_json, refuse_overwrite, write_json, write_text
 from fer_train.fit import TrainError, can_continue, fit, recipe_config
+
+TABLE_FILES = ("comparison.json", "comparison.md", "comparison.png")
 
 
 def compare(
@@ -40,6 +42,8 @@ def compare(
     if reference is not None and not (Path(reference) / "metrics.json").is_file():
         raise ValueError(f"--reference {reference}: not a finished run folder (no metrics.json)")
     reference_metrics = _read_metrics(Path(reference)) if reference is not None else None  # before training
+    for name in TABLE_FILES:  # its own table is rewritten as runs go on; anyone else's file is kept
+        refuse_overwrite(Path(out) / name, force=True)
     rows = []
     budget = f"{budget_minutes:g} minutes" if budget_minutes else f"{epochs} epochs"
     for arch in archs:
@@ -72,9 +76,10 @@ def compare(
     if reference_metrics is not None:
         name = f"{reference_metrics.get('model_name') or Path(reference).name} (reference: its own recipe)"
         rows.append(_row(name, Path(reference), reference_metrics, data, limit, write_int8=False))
-    write_json(Path(out) / "comparison.json", rows)
-    write_text(Path(out) / "comparison.md", to_markdown(rows))
-    _plot(rows, Path(out) / "comparison.png", log)
+    table_json, table_md, plot = (Path(out) / name for name in TABLE_FILES)
+    write_json(table_json, rows)
+    write_text(table_md, to_markdown(rows))
+    _plot(rows, plot, log)
     log(to_markdown(rows))
     return rows
 

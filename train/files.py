@@ -70,8 +70,14 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 # named by mistake survives it. Each check reads at most the first and last 64 KiB (a JSON result, 32 MiB).
 _PROBE = 1 << 16
 _JSON_LIMIT = 32 << 20
-# The first lines of the Markdown reports: export/report.py, benchmarks/report.py, benchmarks/training.py.
-_MARKDOWN_TITLES = (b"# Export report: ", b"# fer-bench report", b"# Training throughput")
+# The first lines of the Markdown reports: export/report.py, benchmarks/report.py, benchmarks/training.py,
+# train/compare.py (a table).
+_MARKDOWN_TITLES = (
+    b"# Export report: ",
+    b"# fer-bench report",
+    b"# Training throughput",
+    b"| architecture |",
+)
 # The top-level keys of each JSON result: fer-bench's and the model card's carry their kind; an
 # evaluation report (fer-train evaluate), an export report and an older training benchmark, their shape.
 _JSON_SHAPES = (
@@ -88,6 +94,8 @@ def _json_result(head: bytes, tail: bytes, size: int, path: Path) -> bool:
         doc = read_json(path, _JSON_LIMIT)
     except ValueError:
         return False
+    if isinstance(doc, list):  # fer-train compare's table: a row per architecture
+        return bool(doc) and all(isinstance(row, dict) and {"arch", "accuracy"} <= row.keys() for row in doc)
     if not isinstance(doc, dict):
         return False
     marks = [str(doc.get(key, "")) for key in ("kind", "format")]
