@@ -173,8 +173,8 @@ def refuse_overwrite(
         raise FileExistsError(f"{path}: {what} exists already; use --force to overwrite it")
     ours, name = _written_by_us(path, kind)
     if not ours:
-        what = f"not {name} this tool wrote" if name else "this command writes no such file"
-        raise FileExistsError(f"{path}: {what}; kept even with --force")
+        why = f"not {name} this tool wrote" if name else "this command writes no such file"
+        raise FileExistsError(f"{path}: {why}; kept even with --force")
 
 
 def _refuse_special(path: Path) -> None:
