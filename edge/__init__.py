@@ -13,9 +13,17 @@ from __future__ import annotations
 
 import os
 
+
+def _pixel_limit() -> str:
+    # OpenCV aborts the process on a limit it cannot parse ("-5"): only a positive whole number goes
+    # through; fer_edge.images reports a bad $FER_MAX_PIXELS when a command sets its limit.
+    raw = os.environ.get("FER_MAX_PIXELS", "").strip()
+    return raw if raw.isdigit() and int(raw) > 0 else "50000000"
+
+
 # OpenCV reads its decoder's pixel limit when it loads; set it here, before any module imports cv2
 # (fer_edge.images explains the limit).
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", os.environ.get("FER_MAX_PIXELS") or "50000000")
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", _pixel_limit())
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # its [ WARN ] lines are not for users
 
 __all__ = ["Classifier", "EmotionRecognizer", "Face", "ModelError", "EdgeError"]

@@ -20,9 +20,22 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".p
 ENV_MAX_PIXELS = "FER_MAX_PIXELS"
 # 50 megapixels: any phone photo, and 150 MB decoded, which a Raspberry Pi can hold.
 DEFAULT_MAX_PIXELS = 50_000_000
-max_pixels = int(os.environ.get(ENV_MAX_PIXELS) or DEFAULT_MAX_PIXELS)
-# Read by OpenCV when it loads, so it must be set before the first `import cv2`.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max_pixels))
+
+
+def env_max_pixels() -> int:
+    """$FER_MAX_PIXELS, or the default; a ValueError naming the variable when it is not a pixel count."""
+    raw = os.environ.get(ENV_MAX_PIXELS, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"${ENV_MAX_PIXELS}={raw!r}: give a positive whole number of pixels")
+    return int(raw)
+
+
+try:
+    max_pixels = env_max_pixels()
+except ValueError:  # reported when a command sets its limit (set_max_pixels)
+    max_pixels = DEFAULT_MAX_PIXELS
 
 
 class UnreadableImage(SourceError):
@@ -32,7 +45,7 @@ class UnreadableImage(SourceError):
 def set_max_pixels(limit: int | None) -> None:
     """The pixel limit for every image read after this (`--max-pixels`; None: $FER_MAX_PIXELS or 50 M)."""
     global max_pixels
-    max_pixels = int(limit or os.environ.get(ENV_MAX_PIXELS) or DEFAULT_MAX_PIXELS)
+    max_pixels = int(limit) if limit else env_max_pixels()
 
 
 def is_image(path: Path) -> bool:

@@ -231,3 +231,32 @@ def test_a_keras_file_that_inflates_is_refused_before_keras_reads_it(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     assert load_model(root / "runs" / "fer_nano" / "model.keras").output_shape == (None, 7)
+
+
+@pytest.mark.parametrize("value", ["-5", "abc"])
+def test_a_bad_pixel_limit_in_the_environment_is_one_line_naming_it(tmp_path, value):
+    """FER_MAX_PIXELS=-5 aborted the process inside OpenCV (std::invalid_argument); 'abc' said only
+    "invalid literal for int()"."""
+    import os
+
+    import cv2
+
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.full((48, 48), 128, np.uint8))
+    command = [
+        sys.executable,
+        "-m",
+        "fer_edge",
+        "predict",
+        str(face),
+        "--crops",
+        "-m",
+        str(tiny_models()["int8"]),
+    ]
+    env = {**os.environ, "FER_MAX_PIXELS": value}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"error: $FER_MAX_PIXELS='{value}': give a positive whole number of pixels"
+    )
