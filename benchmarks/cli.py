@@ -402,6 +402,8 @@ def run_all(
 
         kinds = ["latency", "accuracy"] + (["pipeline"] if source else [])
         _check_free([rep.result_file(out_dir, k) for k in kinds] + rep.outputs(out_dir), force)
+        if source:
+            pipe.check_source(source, frames)
         _latency(models, timing, peer, data, True, out_dir, force)
         _accuracy(models, data, split, reference, limit, peer, acc.THREADS, out_dir, force)
         if source:

@@ -79,6 +79,16 @@ def open_classifier(entry: ModelEntry, threads: int):
     return open_peer(entry, threads)
 
 
+def check_source(source: str, settings: Settings = Settings()) -> None:
+    """Open the source and the face detector once and close them: `fer-bench all` does this first, so
+    that a mistyped --source is said before the latency and accuracy benchmarks spend their minutes."""
+    from fer_edge.capture import open_source
+    from fer_edge.detectors import make_detector
+
+    open_source(str(source), open_timeout=settings.open_timeout).close()
+    make_detector(settings.detector, settings.detector_model, settings.threads).detector.close()
+
+
 def run_one(entry: ModelEntry, source: str, settings: Settings = Settings(), progress=None) -> dict:
     """Run the live loop with one classifier over the source; the first `warmup` frames are not counted."""
     from fer_edge.capture import open_source

@@ -150,6 +150,20 @@ def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
     assert reproduce.count("fer-bench all ") == 1  # one command measured everything: it is shown once
     proc = run_cli("all", "-m", str(models["int8"]), "--data", str(tiny_folders), "--out", str(tmp_path))
     assert "--force" in error_line(proc)
+    # A source that cannot be read is said first, before latency and accuracy spend their minutes.
+    fresh = tmp_path / "fresh"
+    proc = run_cli(
+        "all",
+        "-m",
+        str(models["int8"]),
+        "--data",
+        str(tiny_folders),
+        "--source",
+        str(tmp_path / "clp.avi"),
+        "--out",
+        str(fresh),
+    )
+    assert "clp.avi: no such file, folder or camera" in error_line(proc) and not fresh.exists()
 
 
 def test_help_reads_like_documentation():
