@@ -278,14 +278,18 @@ def accuracy(
     _guarded(lambda: _accuracy(models, data, split, reference, limit, peer, threads, out_dir, force))
 
 
+def _check_reference(reference: Path | None) -> None:
+    if reference is not None and not Path(reference).is_file():
+        raise BenchError(f"{reference}: no such reference model")
+
+
 def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, force) -> dict:
     from fer_bench.faces import load_split
     from fer_bench.machine import describe
     from fer_train.spec import CLASSES
 
     _check_free([Path(out_dir) / "accuracy.json"], force)
-    if reference is not None and not Path(reference).is_file():
-        raise BenchError(f"{reference}: no such reference model")  # before minutes of scoring, not after
+    _check_reference(reference)  # before minutes of scoring, not after
     entries, notes = _entries(models, peer)
     images, labels, source = load_split(data, split, limit)
     with _progress() as progress:
@@ -402,6 +406,7 @@ def run_all(
 
         kinds = ["latency", "accuracy"] + (["pipeline"] if source else [])
         _check_free([rep.result_file(out_dir, k) for k in kinds] + rep.outputs(out_dir), force)
+        _check_reference(reference)
         if source:
             pipe.check_source(source, frames)
         _latency(models, timing, peer, data, True, out_dir, force)

@@ -164,6 +164,18 @@ def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
         str(fresh),
     )
     assert "clp.avi: no such file, folder or camera" in error_line(proc) and not fresh.exists()
+    proc = run_cli(
+        "all",
+        "-m",
+        str(models["int8"]),
+        "--data",
+        str(tiny_folders),
+        "--reference",
+        str(tmp_path / "r.keras"),
+        "--out",
+        str(fresh),
+    )
+    assert "r.keras: no such reference model" in error_line(proc) and not fresh.exists()
 
 
 def test_help_reads_like_documentation():
