@@ -52,13 +52,23 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def is_hidden(path: Path) -> bool:
+    """Another tool's (.ipynb_checkpoints/, .thumbnails/, macOS's ._photo.jpg): not the user's images."""
+    return path.name.startswith(".")
+
+
+def _under_hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named or found (recursively, sorted) in the folders named; an error for a missing path."""
     out: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image(p)))
+            found = (p for p in path.rglob("*") if p.is_file() and is_image(p))
+            out.extend(sorted(p for p in found if not _under_hidden(p.relative_to(path))))
         elif path.is_file():
             out.append(path)
         elif path.exists():  # a device, pipe or socket: no size to check before reading it

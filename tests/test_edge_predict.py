@@ -84,6 +84,13 @@ def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
     assert "warning:" in result.stderr and "broken.jpg" in result.stderr
     assert "summary: 1 image(s), 1 face(s), 1 unreadable" in result.stderr  # a folder gets a summary
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 2 images")
+    # Other tools' hidden files are not the user's images: macOS's ._good.png, a .thumbnails/ folder.
+    (tmp_path / "broken.jpg").unlink()
+    (tmp_path / "._good.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / ".thumbnails").mkdir()
+    cv2.imwrite(str(tmp_path / ".thumbnails" / "good.png"), shared_faces(env, per_class=1)[0][1])
+    result = invoke("predict", tmp_path, "--crops", "-m", models["int8"])
+    assert result.exit_code == 0 and result.stdout.count("good.png") == 1, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,16 @@ def test_unreadable_image_and_unknown_class_folder(tiny_folders):
         data.load(tiny_folders, "train")
 
 
+def test_other_tools_hidden_files_and_folders_are_not_faces(tiny_folders):
+    """Jupyter's .ipynb_checkpoints/ stopped training as an 'unknown class folder'; macOS's ._face.png
+    (AppleDouble metadata, not an image) as an 'unreadable image'."""
+    faces = len(data.load(tiny_folders, "train", cache=False))
+    (tiny_folders / "train" / ".ipynb_checkpoints").mkdir()
+    (tiny_folders / "train" / "happy" / "._face.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tiny_folders / "train" / "happy" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    assert len(data.load(tiny_folders, "train", cache=False)) == faces
+
+
 def test_empty_split_missing_split_and_not_a_csv(tmp_path):
     (tmp_path / "fer" / "train" / "happy").mkdir(parents=True)
     with pytest.raises(data.DataError, match="holds no usable faces"):

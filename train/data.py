@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.images import UnreadableImage, read_image
+from fer_edge.images import UnreadableImage, is_hidden, is_image, read_image
 from fer_train.spec import CLASSES, IMAGE_SIZE, SPLIT_ALIASES, canonical_split, class_index
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".webp"}
 CACHE_VERSION = 1
 
 
@@ -60,7 +59,7 @@ def load(
         raise DataError(f"{src}: no such file or folder")
     if not src.is_file() and not src.is_dir():
         raise DataError(f"{src}: not a file or folder (--data takes the FER2013 CSV or image folders)")
-    if src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES:
+    if src.is_file() and is_image(src):
         raise DataError(f"{src}: an image; --data takes the FER2013 CSV or a folder of <split>/<class>/")
     usage = canonical_split(split) if split.lower() in SPLIT_ALIASES else split
     source = src
@@ -196,7 +195,8 @@ def _has_class_folders(folder: Path) -> bool:
 
 def _list_images(split_dir: Path, skip_bad: bool) -> list[tuple[Path, int]]:
     files: list[tuple[Path, int]] = []
-    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+    # Hidden entries are other tools' (.ipynb_checkpoints, .DS_Store, macOS's ._face.png), not faces.
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p)):
         label = class_index(class_dir.name)
         if label is None:
             if skip_bad:
@@ -205,7 +205,7 @@ def _list_images(split_dir: Path, skip_bad: bool) -> list[tuple[Path, int]]:
                 f"{class_dir}: unknown class folder (expected one of {', '.join(CLASSES)}; "
                 "use --skip-bad to ignore it)"
             )
-        found = [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        found = [(p, label) for p in sorted(class_dir.iterdir()) if is_image(p) and not is_hidden(p)]
         if not found:
             print(f"warning: {class_dir}: no images in this class folder", file=sys.stderr)
         files += found
