@@ -6,19 +6,18 @@ its own error types and what Ctrl-C leaves behind. A traceback is left only for 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
 import stat
 import sys
-import threading
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 import typer
 
 from fer_edge.errors import EdgeError
+from fer_edge.signals import sigterm_as_ctrl_c
 
 T = TypeVar("T")
 
@@ -42,7 +41,7 @@ def guarded(
     with 143; a closed stdout ends quietly with 141."""
     terminated = []
     try:
-        with _sigterm_as_ctrl_c(terminated):
+        with sigterm_as_ctrl_c(terminated):
             return action()
     except KeyboardInterrupt:
         fail(interrupted, 128 + signal.SIGTERM if terminated else 130)
@@ -62,25 +61,6 @@ def guarded(
 
 
 FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c(terminated: list):
-    """`timeout`, systemd and docker stop a command with SIGTERM: it ends as Ctrl-C ends it, so that
-    temporary files are removed and the user is told what was kept, instead of dying mid-write."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_is_a_file() -> bool:

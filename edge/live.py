@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -24,6 +22,7 @@ from fer_edge.capture import Frame, ImageSource, open_source
 from fer_edge.errors import EdgeError
 from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer, Face
+from fer_edge.signals import sigterm_as_ctrl_c, stop_signals_deferred
 from fer_edge.tracking import Tracker
 from fer_train.files import refuse_overwrite  # pure Python, shared by every stage
 
@@ -348,7 +347,7 @@ def process(
             # A photo has no frame rate: the overlay shows one only for a sequence, once measured.
             fps = stats.fps_now if frame.path is None and stats.fps_now > 0 else None
             image = draw(frame.image.copy(), faces, fps) if outputs.draws else frame.image
-            with _stop_signals_deferred():  # a frame is in every output and counted, or in none
+            with stop_signals_deferred():  # a frame is in every output and counted, or in none
                 keep_going = outputs.write(frame, faces, image)
                 stats.frames += 1
         else:
@@ -360,49 +359,6 @@ def process(
             return
 
 
-@contextlib.contextmanager
-def _stop_signals_deferred():
-    """Ctrl-C or SIGTERM during one frame's outputs takes effect once they are written, so that the
-    JSON lines, the video and the summary's frame count agree."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if callable(handler):  # an ignored or default-action signal keeps its disposition
-            previous[signum] = handler
-            signal.signal(signum, lambda n, f: received.append(n))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received:
-            previous[received[0]](received[0], None)
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c():
-    """systemd, docker and kill stop a service with SIGTERM: end the run as Ctrl-C does, outputs
-    completed. A second SIGTERM while they are being completed is ignored rather than cutting them off.
-    (SIGKILL cannot be caught: it leaves only the hidden temporary files.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
     """`fer-edge run`: returns the exit status; prints the summary however the run ends."""
     source = open_source(options.source, options.reconnect, options.backoff, options.open_timeout)
@@ -412,7 +368,7 @@ def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
     stats = Stats()
     outputs = None
     failure: EdgeError | None = None
-    with _sigterm_as_ctrl_c():
+    with sigterm_as_ctrl_c():
         try:
             outputs = Outputs(options, source.fps)
             process(fer, source.frames(), options, outputs, stats)

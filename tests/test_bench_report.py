@@ -120,22 +120,10 @@ def test_report_on_an_empty_or_damaged_folder(tmp_path):
 
 
 def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
-    models = tiny_models()
-    proc = run_cli(
-        "all",
-        "-m",
-        str(models["int8"]),
-        "--data",
-        str(tiny_folders),
-        "--threads",
-        "1",
-        "--runs",
-        "5",
-        "--warmup",
-        "1",
-        "--out",
-        str(tmp_path),
-    )
+    def run_all(*args):
+        return run_cli("all", "-m", str(tiny_models()["int8"]), "--data", str(tiny_folders), *map(str, args))
+
+    proc = run_all("--threads", "1", "--runs", "5", "--warmup", "1", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     for name in (
         "latency.json",
@@ -148,33 +136,13 @@ def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
         assert (tmp_path / name).is_file(), name
     reproduce = (tmp_path / "report.md").read_text().split("## Reproduce")[1]
     assert reproduce.count("fer-bench all ") == 1  # one command measured everything: it is shown once
-    proc = run_cli("all", "-m", str(models["int8"]), "--data", str(tiny_folders), "--out", str(tmp_path))
-    assert "--force" in error_line(proc)
-    # A source that cannot be read is said first, before latency and accuracy spend their minutes.
+    assert "--force" in error_line(run_all("--out", tmp_path))
+    # A source or a reference that cannot be read is said first, before latency and accuracy spend
+    # their minutes.
     fresh = tmp_path / "fresh"
-    proc = run_cli(
-        "all",
-        "-m",
-        str(models["int8"]),
-        "--data",
-        str(tiny_folders),
-        "--source",
-        str(tmp_path / "clp.avi"),
-        "--out",
-        str(fresh),
-    )
+    proc = run_all("--source", tmp_path / "clp.avi", "--out", fresh)
     assert "clp.avi: no such file, folder or camera" in error_line(proc) and not fresh.exists()
-    proc = run_cli(
-        "all",
-        "-m",
-        str(models["int8"]),
-        "--data",
-        str(tiny_folders),
-        "--reference",
-        str(tmp_path / "r.keras"),
-        "--out",
-        str(fresh),
-    )
+    proc = run_all("--reference", tmp_path / "r.keras", "--out", fresh)
     assert "r.keras: no such reference model" in error_line(proc) and not fresh.exists()
 
 
