@@ -22,8 +22,9 @@ from typing import Protocol
 import numpy as np
 
 from fer_edge.boxes import Box
-from fer_edge.errors import DetectorError
+from fer_edge.errors import DetectorError, ModelError
 from fer_edge.model_files import find_detector_model
+from fer_edge.model_info import check_model_size
 from fer_edge.quiet import native_quiet
 
 NAMES = ("auto", "mediapipe", "blazeface", "haar")
@@ -153,6 +154,10 @@ class MediaPipeDetector:
         why = mediapipe_unavailable()
         if why:
             raise DetectorError(f"mediapipe detector: {why}")
+        try:
+            check_model_size(model_path)  # MediaPipe maps the whole file, as LiteRT does
+        except ModelError as err:
+            raise DetectorError(f"mediapipe detector: {err}") from None
         try:
             self._mp, BaseOptions, vision = import_mediapipe()
             options = vision.FaceDetectorOptions(

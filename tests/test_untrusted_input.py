@@ -17,6 +17,7 @@ from edge_helpers import tiny_models
 from typer.testing import CliRunner
 
 from fer_edge.cli import app as edge_app
+from fer_edge.errors import DetectorError
 
 
 def _plain_tflite() -> bytes:
@@ -196,6 +197,17 @@ def test_huge_files_are_refused_from_their_size_before_any_read(tmp_path):
     model = _sparse(tmp_path / "huge.tflite", 600 << 20)
     _one_error_line(_edge("info", model), "600 MiB, larger than a model file may be (512 MiB)")
     _one_error_line(_export("inspect", model), "600 MiB, larger than a model file may be")
+    import cv2
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((96, 96, 3), 128, np.uint8))
+    detect = _edge("predict", photo, "-m", models["int8"], "-d", "auto", "--detector-model", model)
+    _one_error_line(detect, "face detector: ", "600 MiB, larger than a model file may be")
+    from fer_edge.detectors import MediaPipeDetector, mediapipe_unavailable
+
+    if mediapipe_unavailable() is None:  # MediaPipe mapped the whole file before it said anything
+        with pytest.raises(DetectorError, match="mediapipe detector: .*600 MiB, larger than a model file"):
+            MediaPipeDetector(model)
     from fer_train.data import DataError, load
 
     with pytest.raises(DataError, match="huge.csv:1: a line of over 1,048,576 characters"):
