@@ -26,6 +26,9 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 MAX_BATCH = 256
 
 
+MAX_LABEL = 64
+
+
 class Classifier:
     """Runs a FER .tflite on batches of face crops.
 
@@ -95,6 +98,13 @@ class Classifier:
             )
         if len(names) != self.num_classes:
             raise ModelError(f"{self.path}: {len(names)} labels for {self.num_classes} model outputs")
+        # Labels reach terminals, JSON and the overlay: a control character (an escape sequence from a
+        # hostile model clears or rewrites the screen) or a page-long name is not a class name.
+        odd = next((n for n in names if not n.isprintable() or len(n) > MAX_LABEL), None)
+        if odd is not None:
+            raise ModelError(
+                f"{self.path}: label {odd[:40]!r} is not a printable name of at most {MAX_LABEL} characters"
+            )
         return names
 
     @property

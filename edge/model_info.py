@@ -129,6 +129,12 @@ def card_problem(meta) -> str | None:
             return f"has a malformed {key!r} (not a JSON {JSON_TYPE_NAMES[kind]})"
     if not all(isinstance(x, str) for x in meta.get("labels") or []):
         return "has a malformed 'labels' (not a list of names)"
+    # What is printed to a terminal must be text: an escape sequence in a hostile card rewrites the screen.
+    for key in ("name", "variant"):
+        if isinstance(meta.get(key), str) and not meta[key].isprintable():
+            return f"has a {key!r} with control characters"
+    if not all(x.isprintable() for x in meta.get("labels") or []):
+        return "has 'labels' with control characters"
     return None
 
 

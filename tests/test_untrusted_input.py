@@ -101,6 +101,8 @@ def test_odd_zip_entries_are_one_error_line(tmp_path, what, local, central, valu
         ("input", "48x48", "malformed 'input' (not a JSON object)"),
         ("output", 7, "malformed 'output' (not a JSON object)"),
         ("name", ["a"], "malformed 'name' (not a JSON string)"),
+        ("name", "\x1b[2J\x1b[31mfer", "a 'name' with control characters"),
+        ("labels", ["angry"] * 6 + ["\x1b[2Jhappy"], "'labels' with control characters"),
     ],
 )
 def test_a_card_with_wrongly_typed_fields_is_one_error_line(tmp_path, field, value, message):
@@ -108,6 +110,14 @@ def test_a_card_with_wrongly_typed_fields_is_one_error_line(tmp_path, field, val
     path = _with_archive(tmp_path, "card.tflite", {"fer_model.json": json.dumps(card).encode()})
     _one_error_line(_edge("info", path), "fer_model.json", message)
     _one_error_line(_export("inspect", path), "fer_model.json", message)
+
+
+def test_labels_must_be_printable_names(tmp_path):
+    """A label reaches the terminal, the JSON and the overlay: a page-long one from a model's labels.txt
+    (which no card checks) is refused, as an escape sequence in the card is."""
+    labels = "\n".join(["angry", "disgust", "fear", "happy" * 30, "sad", "surprise", "neutral"]) + "\n"
+    path = _with_archive(tmp_path, "long.tflite", {"labels.txt": labels.encode()})
+    _one_error_line(_edge("info", path), "is not a printable name of at most 64 characters")
 
 
 def test_a_truncated_model_is_one_error_line(tmp_path):
