@@ -22,6 +22,7 @@ import numpy as np
 
 import fer_edge.quiet  # noqa: F401  (sets OpenCV's and FFmpeg's log levels before a source opens)
 from fer_edge import images
+from fer_edge.cli_errors import printable
 from fer_edge.errors import SourceError
 from fer_edge.images import ENV_MAX_PIXELS, UnreadableImage, is_image, list_images, read_image
 
@@ -103,7 +104,7 @@ class ImageSource(FrameSource):
                 image = read_image(path)
             except UnreadableImage as err:
                 # A corrupt image in a folder is skipped (and counted), not the end of the run.
-                print(f"warning: {err}; skipped", file=sys.stderr)
+                print(f"warning: {printable(str(err))}; skipped", file=sys.stderr)
                 self.unreadable += 1
                 continue
             yield Frame(index, image, time.time(), str(path))

@@ -24,8 +24,14 @@ T = TypeVar("T")
 
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.secho("error:", fg="red", err=True, nl=False)
-    typer.echo(f" {message}", err=True)
+    typer.echo(f" {printable(message)}", err=True)
     raise typer.Exit(code)
+
+
+def printable(text: str) -> str:
+    """Text for a terminal line, such as a file name: its control characters (a tab, a newline, an
+    escape sequence that would rewrite the screen) written as escapes, as `ls` shows them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def first_line(err: BaseException) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.cli_errors import printable
 from fer_edge.images import UnreadableImage, read_image
 from fer_edge.recognizer import EmotionRecognizer
 
@@ -73,12 +74,13 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def format_record(record: dict) -> str:
+    path = printable(record["path"])
     if "faces" not in record:
-        return f"{record['path']}\t{record['label']}\t{record['score']:.2f}"
+        return f"{path}\t{record['label']}\t{record['score']:.2f}"
     if not record["faces"]:
-        return f"{record['path']}\tno face"
+        return f"{path}\tno face"
     parts = [f"{f['label']} {f['score']:.2f} at {f['box']}" for f in record["faces"]]
-    return f"{record['path']}\t{len(parts)} face(s): " + "; ".join(parts)
+    return f"{path}\t{len(parts)} face(s): " + "; ".join(parts)
 
 
 def run_predict(
@@ -97,7 +99,7 @@ def run_predict(
             faces += len(record["faces"]) if "faces" in record else 1
             advance()
     for reason in failed:
-        print(f"warning: {reason}; skipped", file=sys.stderr)
+        print(f"warning: {printable(reason)}; skipped", file=sys.stderr)
     if len(paths) > 1:
         seconds = time.perf_counter() - start
         print(

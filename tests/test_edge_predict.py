@@ -93,6 +93,19 @@ def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
     assert result.exit_code == 0 and result.stdout.count("good.png") == 1, result.stderr
 
 
+def test_file_names_with_control_characters_are_shown_escaped(env, models, tmp_path):
+    """A file name is untrusted text: an escape sequence in it rewrote the terminal, a tab split the
+    tab-separated line. They are shown escaped, as `ls` shows them; --json was already safe."""
+    cv2.imwrite(str(tmp_path / "tab\tname.png"), shared_faces(env, per_class=1)[0][1])
+    (tmp_path / "\x1b[2Jbroken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = invoke("predict", tmp_path, "--crops", "-m", models["int8"])
+    assert "\x1b" not in result.stdout + result.stderr and "\t" not in result.stdout.split("\t")[0]
+    assert result.stdout.startswith(f"{tmp_path}/tab\\tname.png\t")
+    assert "warning: " + str(tmp_path) + "/\\x1b[2Jbroken.jpg: not an image" in result.stderr
+    missing = invoke("predict", tmp_path / "\x1b[31mnope.jpg", "--crops", "-m", models["int8"])
+    assert missing.stderr.strip() == f"error: {tmp_path}/\\x1b[31mnope.jpg: no such file or folder"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
