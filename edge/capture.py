@@ -22,8 +22,7 @@ import numpy as np
 
 import fer_edge.quiet  # noqa: F401  (sets OpenCV's and FFmpeg's log levels before a source opens)
 from fer_edge import images
-from fer_edge.cli_errors import printable
-from fer_edge.errors import SourceError
+from fer_edge.errors import SourceError, printable
 from fer_edge.images import ENV_MAX_PIXELS, UnreadableImage, is_image, list_images, read_image
 
 PICAMERA_NAMES = ("picamera", "picamera2")

@@ -16,7 +16,7 @@ from typing import NoReturn, TypeVar
 
 import typer
 
-from fer_edge.errors import EdgeError
+from fer_edge.errors import EdgeError, printable
 from fer_edge.signals import sigterm_as_ctrl_c
 
 T = TypeVar("T")
@@ -26,12 +26,6 @@ def fail(message: str, code: int = 2) -> NoReturn:
     typer.secho("error:", fg="red", err=True, nl=False)
     typer.echo(f" {printable(message)}", err=True)
     raise typer.Exit(code)
-
-
-def printable(text: str) -> str:
-    """Text for a terminal line, such as a file name: its control characters (a tab, a newline, an
-    escape sequence that would rewrite the screen) written as escapes, as `ls` shows them."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def first_line(err: BaseException) -> str:

@@ -17,3 +17,9 @@ class SourceError(EdgeError):
 
 class DetectorError(EdgeError):
     """A face detector that cannot be built (no model file, mediapipe missing or unusable)."""
+
+
+def printable(text: str) -> str:
+    """Text for a terminal line, such as a file name: its control characters (a tab, a newline, an
+    escape sequence that would rewrite the screen) written as escapes, as `ls` shows them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.cli_errors import printable
+from fer_edge.errors import printable
 from fer_edge.images import UnreadableImage, read_image
 from fer_edge.recognizer import EmotionRecognizer
 
