@@ -597,3 +597,18 @@ def test_atomic_writes_never_replace_a_device_or_pipe(tmp_path):
     # A file where the output folder should be is named before any work, not "[Errno 17] File exists".
     with pytest.raises(FileExistsError, match="a file, not a folder"):
         refuse_overwrite(pipe.with_name("notes.txt") / "out" / "report.json", force=False)
+
+
+def test_fit_refuses_model_options_before_reading_data_or_making_the_run_folder(tiny_csv, tmp_path):
+    # A wrong option fails at once, not after minutes of loading 28,709 faces.
+    result = _cli("fit", "--data", tiny_csv, "--out", tmp_path / "r", "--width", "0.5")
+    assert result.exit_code == 2 and "takes no option width" in result.output
+    assert "faces (" not in result.output, result.output  # no split was loaded
+    # A file that is not the network's weights is named, and leaves no half-made run behind.
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"not HDF5")
+    args = ["--model", "vgg16", "--weights", weights, "--epochs", "1"]
+    result = _cli("fit", "--data", tiny_csv, "--out", tmp_path / "r", *args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{weights}: not fer_vgg16's no-top weights file" in result.output, result.output
+    assert not (tmp_path / "r").exists()

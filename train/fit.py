@@ -28,7 +28,15 @@ from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
 from fer_train.files import atomic_write, read_json, write_json, write_text
-from fer_train.models import DEFAULT_MODEL, MODELS, build_model, check_face_model, load_model, macs_per_face
+from fer_train.models import (
+    DEFAULT_MODEL,
+    MODELS,
+    build_model,
+    check_face_model,
+    check_options,
+    load_model,
+    macs_per_face,
+)
 from fer_train.spec import CLASSES, INPUT_SPEC, OUTPUT_SPEC
 
 # fit() warns about a shuffle flag that tf.data input ignores; the pipeline below shuffles itself.
@@ -111,6 +119,8 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     resuming = _check_run_dir(cfg, out, force)
     train, val = _load_splits(cfg, log)  # inputs checked before anything in `out` is touched
     teacher = _load_teacher(cfg)
+    if cfg.model_options.get("weights") and not resuming:
+        _build(cfg)  # a wrong weights file fails here, before the run folder is made
     with _only_run_in(out):
         _start_run_dir(cfg, out, force and not resuming)
         keras.utils.set_random_seed(cfg.seed)
@@ -129,8 +139,10 @@ def _check_settings(cfg: FitConfig) -> None:
         raise TrainError(f"unknown optimizer {cfg.optimizer!r}: use {', '.join(OPTIMIZERS)}")
     if cfg.schedule not in SCHEDULES:
         raise TrainError(f"unknown schedule {cfg.schedule!r}: use {', '.join(SCHEDULES)}")
-    if cfg.model not in MODELS:
-        raise TrainError(f"unknown model {cfg.model!r}: use one of {', '.join(MODELS)}")
+    try:
+        check_options(cfg.model, cfg.model_options)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
     if not 0.0 <= cfg.distill <= 1.0:
         raise TrainError(f"--distill {cfg.distill}: the teacher's share of the target is between 0 and 1")
     if cfg.distill > 0 and not cfg.teacher:
@@ -347,6 +359,13 @@ def _counts(labels: np.ndarray) -> str:
     return "(" + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)) + ")"
 
 
+def _build(cfg: FitConfig):
+    try:
+        return build_model(cfg.model, **cfg.model_options)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+
+
 def _load_teacher(cfg: FitConfig):
     """The teacher, loaded and checked before the run folder is touched; None without distillation."""
     if cfg.distill <= 0:
@@ -462,7 +481,7 @@ def _model_and_state(cfg: FitConfig, out: Path, steps_per_epoch: int):
             raise TrainError(
                 f"{ckpt}: checkpoint cannot be read ({type(e).__name__}); use --force to start over"
             ) from None
-    model = build_model(cfg.model, **cfg.model_options)
+    model = _build(cfg)
     model.compile(
         optimizer=_optimizer(cfg, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),

@@ -192,7 +192,10 @@ def _imagenet_backbone(application, min_size: int, to_rgb_layer, weights: str | 
     size = max(min_size, IMAGE_SIZE)
     backbone = application(include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg")
     if weights:
-        backbone.load_weights(weights)
+        try:
+            backbone.load_weights(weights)
+        except (OSError, ValueError) as e:  # h5py's message names no file
+            raise ValueError(f"{weights}: not {name}'s no-top weights file ({e})") from None
     x = backbone(x)
     x = layers.Dropout(0.5)(x)
     outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
@@ -220,8 +223,8 @@ def inceptionv3(weights: str | None = None):
     return _imagenet_backbone(keras.applications.InceptionV3, 75, scale, weights, "fer_inceptionv3")
 
 
-def build_model(name: str, **options):
-    """Build a registered model; `options` are that builder's keyword arguments."""
+def check_options(name: str, options: dict) -> None:
+    """Refuse an unknown model or an option its builder does not take (before any data is loaded)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: use one of {', '.join(MODELS)}")
     import inspect
@@ -230,6 +233,11 @@ def build_model(name: str, **options):
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise ValueError(f"model {name!r} takes no option {', '.join(unknown)}")
+
+
+def build_model(name: str, **options):
+    """Build a registered model; `options` are that builder's keyword arguments."""
+    check_options(name, options)
     return MODELS[name].build(**options)
 
 
