@@ -1,7 +1,7 @@
 """fer_export: turn a trained Keras model into verified, self-describing TFLite models.
 
     from fer_export import export_variant
-    export_variant(model, "int8", "out/fer_cnn_int8.tflite", rep_images=faces)
+    export_variant(model, "int8", "out/fer_res_l_int8.tflite", rep_images=faces)
 
 Importing this package does not import TensorFlow; converting does.
 """

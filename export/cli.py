@@ -1,8 +1,8 @@
 """`fer-export`: turn a trained Keras model into verified, self-describing TFLite models.
 
-    fer-export quantize --model runs/cnn/model.keras --mode all --rep-data ../shared/fer2013 \\
-        --eval-data ../shared/fer2013 --out export/cnn
-    fer-export inspect export/cnn/fer_cnn_int8.tflite
+    fer-export quantize --model runs/fer_res_l/model.keras --mode all --rep-data ../shared/fer2013 \\
+        --eval-data ../shared/fer2013 --out runs/export_res_l
+    fer-export inspect runs/export_res_l/fer_res_l_int8.tflite
 """
 
 from __future__ import annotations
@@ -165,6 +165,7 @@ def quantize(
 
     report = _guarded(run)
     console.print(f"report: {out / (q.REPORT_NAME + '.md')}", highlight=False)
+    _point_to_predict(out, report)
     failed = [v["file"] for v in report["variants"] if v["status"] != "ok" and not v.get("comparison_only")]
     compared = [v["file"] for v in report["variants"] if v["status"] != "ok" and v.get("comparison_only")]
     if compared:
@@ -175,6 +176,19 @@ def quantize(
         )
     if failed:
         fail(f"{len(failed)} variant(s) failed and were not written: {', '.join(failed)} (see the report)", 1)
+
+
+def _point_to_predict(out: Path, report: dict) -> None:
+    """After export, the commands that run a written model: the same path users and benchmarks run."""
+    variants = report["variants"]
+    written = [v for v in variants if v["status"] == "ok" and not (v["comparison_only"] or v["mobile_rgb"])]
+    if not written:
+        return
+    best = next((v for v in written if v["variant"] == "int8"), written[-1])
+    path = out / best["file"]
+    console.print(f"predict: fer-edge predict --model {path} IMAGE...", highlight=False, soft_wrap=True)
+    console.print(f"live:    fer-edge run --model {path}", highlight=False, soft_wrap=True)
+    console.print(f"measure: fer-bench latency --models {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()

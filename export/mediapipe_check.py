@@ -2,7 +2,7 @@
 
 Run it with a Python that has `mediapipe` installed (a separate venv: mediapipe pins its own OpenCV):
 
-    python export/mediapipe_check.py out/fer_cnn_int8_rgb.tflite [--face face.npy] [--json]
+    python export/mediapipe_check.py out/fer_res_l_int8_rgb.tflite [--face face.npy] [--json]
 
 It needs only mediapipe and numpy, never this package, so it can run anywhere MediaPipe installs. For
 each model it prints whether ImageClassifier accepts it (it reads the TFLite metadata: colour space,

@@ -114,6 +114,19 @@ def test_quantize_all_writes_verified_models_cards_and_report(exported):
     assert min(report["representative_data"]["per_class"].values()) >= 4  # drawn evenly across classes
 
 
+def test_quantize_points_to_the_predict_command_users_run(exported):
+    from fer_edge.cli import app as edge_app
+
+    result, out, data = exported
+    line = next(ln for ln in result.stderr.splitlines() if ln.startswith("predict: "))
+    command = line.removeprefix("predict: fer-edge ").split()
+    assert command[:3] == ["predict", "--model", str(out / "fer_cnn_int8.tflite")], line
+    face = next((data / "test").rglob("*.png"))
+    ran = CliRunner().invoke(edge_app, [*command[:3], "--crops", "--json", str(face)])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["label"] in read_card(out / "fer_cnn_int8.tflite")["labels"]
+
+
 @pytest.mark.skipif(not litert_quantizer.available(), reason="litert-quantizer is not installed")
 def test_both_int8_quantizers_are_exported_and_compared(exported):
     _, out, data = exported

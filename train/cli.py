@@ -1,8 +1,9 @@
 """`fer-train`: train, evaluate and compare FER2013 models.
 
-fer-train fit --data ../shared/fer2013 --arch cnn --epochs 60 --out runs/cnn
-fer-train evaluate --model runs/cnn/model.keras --data ../shared/fer2013 --split test
-fer-train compare --data ../shared/fer2013 --archs cnn,vgg16,inceptionv3 --epochs 5 --out runs/compare
+fer-train fit --model fer_res_l --data ../shared/fer2013 --out runs/fer_res_l
+fer-train evaluate --model runs/fer_res_l/model.keras --data ../shared/fer2013 --split test
+fer-train compare --data ../shared/fer2013 --archs cnn,vgg16,inceptionv3 --budget-minutes 45 \\
+    --out runs/compare
 """
 
 from __future__ import annotations
