@@ -56,6 +56,8 @@ def open_source(
     source: str, reconnect: int = 5, backoff: float = 0.5, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S
 ) -> FrameSource:
     """The frame source `source` names; a SourceError when it does not exist or cannot be read."""
+    if not source.strip():  # Path("") is the current folder: an empty $VAR must not run on it
+        raise SourceError("--source is empty: give a camera index, file, folder or URL")
     if source.lower() in PICAMERA_NAMES:
         return PiCameraSource()
     if is_live(source):

@@ -71,7 +71,7 @@ def make_recognizer(
 
 @app.command()
 def predict(
-    inputs: list[Path] = typer.Argument(..., help="Image files and folders (searched recursively)."),
+    inputs: list[str] = typer.Argument(..., help="Image files and folders (searched recursively)."),
     crops: bool = typer.Option(
         False, "--crops", help="Each image is already a face crop (as FER2013's are): no detection."
     ),

@@ -65,6 +65,8 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named or found (recursively, sorted) in the folders named; an error for a missing path."""
     out: list[Path] = []
     for item in inputs:
+        if not str(item).strip():  # Path("") is the current folder: an empty $VAR must not search it
+            raise SourceError("an input is empty: give image files or folders")
         path = Path(item)
         if path.is_dir():
             found = (p for p in path.rglob("*") if p.is_file() and is_image(p))

@@ -111,6 +111,9 @@ def test_file_names_with_control_characters_are_shown_escaped(env, models, tmp_p
     [
         (["predict", "nowhere/", "--crops"], "no such file or folder"),
         (["predict", "{fifo}", "--crops"], "fifo: not a regular file or folder"),
+        # An empty $VAR is Path(""), the current folder: refused, not searched.
+        (["predict", "", "--crops"], "an input is empty"),
+        (["run", "--source", "", "--no-show", "-m", "{int8}"], "--source is empty"),
         (["predict", "{img}", "--crops", "-m", "{tmp}/missing.tflite"], "no such model file"),
         (["predict", "{img}", "--crops", "-m", "{junk}"], "not a usable TFLite model"),
         (["predict", "{img}", "--crops", "-m", "{keras}"], "a Keras model; fer-edge runs .tflite files"),
