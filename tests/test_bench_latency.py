@@ -200,3 +200,17 @@ def test_a_full_disk_for_the_measuring_processes_faces_is_one_named_line(models,
     proc = run_cli(*args, preexec_fn=small_disk(2000))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot write the faces to measure with" in error_line(proc) and "--in-process" in error_line(proc)
+
+
+def test_shipped_models_are_taken_by_name_as_fer_edge_takes_them(tmp_path):
+    from fer_models import shipped
+
+    nano = shipped("nano")
+    if nano is None:
+        pytest.skip("the nano model is not shipped in this checkout")
+    proc = run_cli("latency", "--models", "nano", "--threads", "1", "--runs", "3", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    (r,) = read_json(tmp_path / "latency.json")["results"]
+    assert r["model"] == nano.stem and r["size_bytes"] == nano.stat().st_size, r
+    proc = run_cli("latency", "--models", "nanoo", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "nanoo: no such model file or folder" in proc.stderr
