@@ -190,10 +190,10 @@ def _latency(models, settings: lat.Settings, peer, data, isolate, out_dir, force
     from fer_bench.faces import latency_faces
     from fer_bench.machine import describe
 
-    _check_free([Path(out_dir) / "latency.json"], force)
-    counts = lat.parse_threads(settings.threads)
+    counts = lat.parse_threads(settings.threads)  # a mistyped option is named before an existing result
     pin_core = settings.pin_core
     lat.check_core(pin_core)
+    _check_free([Path(out_dir) / "latency.json"], force)
     entries, notes = _entries(models, peer)
     faces, faces_text = latency_faces(settings.batch, data)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -132,6 +132,10 @@ def test_bad_options_end_in_one_error_line(models, tmp_path, args, words):
     proc = run_cli("latency", "-m", str(models["int8"]), "--runs", "2", "--out", str(tmp_path), *args)
     assert words in error_line(proc)
     assert not (tmp_path / "latency.json").exists()
+    # With a result already there, the mistyped option is still what is named (not "use --force").
+    (tmp_path / "latency.json").write_text('{"kind": "fer-bench/latency", "results": []}')
+    proc = run_cli("latency", "-m", str(models["int8"]), "--runs", "2", "--out", str(tmp_path), *args)
+    assert words in error_line(proc)
 
 
 def test_runs_and_batch_are_bounded_before_anything_is_allocated(models, tmp_path):
