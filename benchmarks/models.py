@@ -39,8 +39,8 @@ def split_list(values: list[str] | None) -> list[str]:
 def find_model_files(values: list[str]) -> list[Path]:
     """The .tflite files named: files as given, folders expanded to the .tflite files directly in them,
     and shipped models by the names `fer-edge --model` takes (`nano`)."""
+    from fer_edge.classifier import resolve_model
     from fer_edge.errors import ModelError
-    from fer_edge.recognizer import resolve_model
 
     files: list[Path] = []
     for value in split_list(values):

@@ -29,6 +29,29 @@ MAX_BATCH = 256
 MAX_LABEL = 64
 
 
+def resolve_model(model: str | Path | None) -> Path:
+    """A model path from what a user typed: a file, a shipped model's name (`nano`), or None for the
+    default. A name that is also a file in the current folder means the file."""
+    try:
+        import fer_models
+    except ImportError:
+        fer_models = None
+    if model is not None and (Path(model).exists() or fer_models is None):
+        return Path(model)
+    name = "default" if model is None else str(model)
+    if fer_models is None:
+        raise ModelError("no default model: the fer_models package is missing; pass --model PATH")
+    if name not in fer_models.SHIPPED:
+        # Neither a file nor a shipped name: the Classifier's "no such file" names it.
+        return Path(name)
+    path = fer_models.shipped(name)
+    if path is None and name == "default":
+        raise ModelError(f"no default model shipped yet ({fer_models.DEFAULT_MODEL}); pass --model PATH")
+    if path is None:
+        raise ModelError(f"shipped model {name!r} is missing ({fer_models.MODELS_DIR}); pass --model PATH")
+    return path
+
+
 class Classifier:
     """Runs a FER .tflite on batches of face crops.
 
@@ -36,7 +59,7 @@ class Classifier:
     shaped (N, len(labels)). Crops of another size are resized; gray and colour are converted to what
     the model takes. `model` is a path or the model's bytes (export checks what it is about to write).
     `preprocess`, for a model that expects other input than raw pixels, turns those uint8 faces into
-    the model's input.
+    the model's input. A shipped model's name (`"nano"`) means that model.
     """
 
     def __init__(
@@ -53,7 +76,7 @@ class Classifier:
             self.info: ModelInfo = read_model_info(model)
             self._interpreter = _interpreter_over(model, self.threads)
         else:
-            self.path = Path(model)
+            self.path = resolve_model(model)
             self.info = read_model_info(self.path) if self.path.is_file() else ModelInfo()
             self._interpreter = load_interpreter(self.path, self.threads)
         self._input = self._interpreter.get_input_details()

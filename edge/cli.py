@@ -237,8 +237,7 @@ def info(
     def action() -> None:
         import json
 
-        from fer_edge.classifier import Classifier
-        from fer_edge.recognizer import resolve_model
+        from fer_edge.classifier import Classifier, resolve_model
         from fer_edge.runtime import runtime_name
 
         described = Classifier(resolve_model(model)).describe()

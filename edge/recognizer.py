@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.boxes import Box, keep_largest
-from fer_edge.classifier import Classifier
+from fer_edge.classifier import Classifier, resolve_model
 from fer_edge.crops import face_batch
-from fer_edge.errors import ModelError
 
 
 @dataclass
@@ -35,29 +34,6 @@ class Face:
         if self.track is not None:
             out["track"] = self.track
         return out
-
-
-def resolve_model(model: str | Path | None) -> Path:
-    """A model path from what a user typed: a file, a shipped model's name (`nano`), or None for the
-    default. A name that is also a file in the current folder means the file."""
-    try:
-        import fer_models
-    except ImportError:
-        fer_models = None
-    if model is not None and (Path(model).exists() or fer_models is None):
-        return Path(model)
-    name = "default" if model is None else str(model)
-    if fer_models is None:
-        raise ModelError("no default model: the fer_models package is missing; pass --model PATH")
-    if name not in fer_models.SHIPPED:
-        # Neither a file nor a shipped name: the Classifier's "no such file" names it.
-        return Path(name)
-    path = fer_models.shipped(name)
-    if path is None and name == "default":
-        raise ModelError(f"no default model shipped yet ({fer_models.DEFAULT_MODEL}); pass --model PATH")
-    if path is None:
-        raise ModelError(f"shipped model {name!r} is missing ({fer_models.MODELS_DIR}); pass --model PATH")
-    return path
 
 
 def as_boxes(boxes) -> list[Box]:

@@ -188,3 +188,17 @@ def test_rgb_mobile_variant_takes_the_same_faces(models, tmp_path):
     clf = Classifier(path)
     assert clf.channels == 3
     assert np.allclose(clf.predict(images), Classifier(models["fp32"]).predict(images), atol=1e-4)
+
+
+def test_a_shipped_models_name_is_that_model_as_in_emotion_recognizer():
+    from fer_models import shipped
+
+    path = shipped("nano")
+    if path is None:
+        pytest.skip("the nano model is not shipped in this checkout")
+    faces = synthetic_faces(4, seed=3)[0]
+    by_name, by_path = Classifier("nano"), Classifier(path)
+    assert by_name.path == path
+    np.testing.assert_array_equal(by_name.predict(faces), by_path.predict(faces))
+    with pytest.raises(ModelError, match="nanoo: no such model file"):
+        Classifier("nanoo")
