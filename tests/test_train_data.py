@@ -116,6 +116,19 @@ def test_empty_split_missing_split_and_not_a_csv(tmp_path):
         data.load(tmp_path / "missing.csv", "train")
 
 
+def test_a_csv_without_the_split_asked_for_says_which_it_has(tmp_path):
+    pixels = " ".join(["128"] * 48 * 48)
+    train_only = tmp_path / "train.csv"  # Kaggle's challenge file: no Usage column
+    train_only.write_text("emotion,pixels\n" + "".join(f"{i % 7},{pixels}\n" for i in range(7)))
+    assert len(data.load(train_only, "train", cache=False)) == 7
+    with pytest.raises(data.DataError, match="no Usage column, so every row is Training"):
+        data.load(train_only, "test", cache=False)
+    other = tmp_path / "other.csv"
+    other.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},{pixels},Val\n" for i in range(7)))
+    with pytest.raises(data.DataError, match="split PublicTest holds no faces .the Usage column names Val"):
+        data.load(other, "test", cache=False)
+
+
 def test_cache_is_used_and_invalidated_when_the_source_changes(tiny_folders, tiny_splits):
     first = data.load(tiny_folders, "train")
     assert list(data.cache_dir().glob("fer-*.npz")), "the split was cached"

@@ -134,13 +134,16 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
         raise DataError(f"{path}: not a FER2013 CSV (the header needs emotion and pixels columns)")
     col_e, col_p = header.index("emotion"), header.index("pixels")
     col_u = header.index("usage") if "usage" in header else None
+    if col_u is None and usage != "Training":  # Kaggle's train.csv: every row is training data
+        raise DataError(f"{path}: no Usage column, so every row is Training; it holds no {usage} split")
+    others: set[str] = set()
     for line_no, row in enumerate(rows, start=2):
         if any("\n" in field for field in row):  # the rest of the file went into one quoted field
             raise DataError(f"{path}:{line_no}: a quote opened on this row is never closed")
         if col_u is not None and len(row) > col_u and row[col_u].strip() != usage:
+            if len(others) < 10:
+                others.add(row[col_u].strip())
             continue
-        if col_u is None and usage != "Training":
-            continue  # a CSV without a Usage column is all training data
         try:
             face, label = _parse_row(row, col_e, col_p)
         except ValueError as e:
@@ -151,6 +154,9 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
             continue
         images.append(face)
         labels.append(label)
+    if not labels and not skipped and others:
+        names = ", ".join(sorted(others))
+        raise DataError(f"{path}: split {usage} holds no faces (the Usage column names {names})")
 
 
 def _parse_row(row: list[str], col_e: int, col_p: int) -> tuple[np.ndarray, int]:
