@@ -69,10 +69,18 @@ def _note(message: str) -> None:
     err.print(f"[yellow]note:[/yellow] {message}")
 
 
-def _guarded(run):
+def _guarded(run, out_dir: Path | None = None):
+    """Run a command with one-line errors; with `out_dir`, as the only fer-bench writing to it."""
     from fer_train.data import DataError
+    from fer_train.files import only_one_writer
 
-    return guarded(run, (BenchError, DataError), "interrupted; results not yet written were not written")
+    def locked():
+        busy = BenchError(f"{out_dir}: another fer-bench is writing here; let it end or choose another --out")
+        with only_one_writer(out_dir, busy):
+            return run()
+
+    interrupted = "interrupted; results not yet written were not written"
+    return guarded(run if out_dir is None else locked, (BenchError, DataError), interrupted)
 
 
 def _command() -> str:
@@ -183,7 +191,7 @@ def latency(
     percentiles. Timings on a busy machine are noisy: p99 shows it first.
     """
     settings = lat.Settings(threads=threads, runs=runs, warmup=warmup, batch=batch, pin_core=pin_core)
-    _guarded(lambda: _latency(models, settings, peer, data, isolate, out_dir, force))
+    _guarded(lambda: _latency(models, settings, peer, data, isolate, out_dir, force), out_dir)
 
 
 def _latency(models, settings: lat.Settings, peer, data, isolate, out_dir, force) -> dict:
@@ -275,7 +283,7 @@ def accuracy(
     faces where both give the same top-1 answer. The peer is scored on the same faces but not compared
     with our reference.
     """
-    _guarded(lambda: _accuracy(models, data, split, reference, limit, peer, threads, out_dir, force))
+    _guarded(lambda: _accuracy(models, data, split, reference, limit, peer, threads, out_dir, force), out_dir)
 
 
 def _check_reference(reference: Path | None) -> None:
@@ -355,7 +363,7 @@ def report(
     Reads latency.json, accuracy.json and pipeline.json, whichever are there: accuracy against latency
     per model, latency distributions, confusion matrices and the pipeline's stage split.
     """
-    _guarded(lambda: _report(out_dir, force))
+    _guarded(lambda: _report(out_dir, force), out_dir)
 
 
 def _report(out_dir: Path, force: bool) -> None:
@@ -415,7 +423,7 @@ def run_all(
             _pipeline(source, models, peer, frames, out_dir, force)
         _report(out_dir, force)
 
-    _guarded(go)
+    _guarded(go, out_dir)
 
 
 # --- pipeline --------------------------------------------------------------------------------------
@@ -475,7 +483,7 @@ def pipeline(
         detect_every=detect_every,
         open_timeout=open_timeout,
     )
-    _guarded(lambda: _pipeline(source, models, peer, settings, out_dir, force))
+    _guarded(lambda: _pipeline(source, models, peer, settings, out_dir, force), out_dir)
 
 
 @app.command()
@@ -598,7 +606,7 @@ def training(
         write_text(out / "training.md", tr.to_markdown(doc))
         typer.echo(tr.to_markdown(doc))
 
-    _guarded(run)
+    _guarded(run, out)
 
 
 def main() -> None:

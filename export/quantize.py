@@ -29,7 +29,7 @@ from fer_export.variant import (
     load_keras_model,
 )
 from fer_export.verify import Tolerance, VerificationError
-from fer_train.files import refuse_overwrite, write_bytes, write_json, write_text
+from fer_train.files import only_one_writer, refuse_overwrite, write_bytes, write_json, write_text
 from fer_train.spec import CLASSES
 
 QUANTIZERS = ("converter", "litert")
@@ -164,51 +164,55 @@ def run(opts: Options, log: Callable[[str], None] = print, progress=None) -> dic
         keras_model = with_flip_tta(keras_model)
     name = checked_name(opts.name or keras_model.name, given=bool(opts.name))
     jobs = plan(opts)
-    for path in output_paths(opts, name, jobs):
-        refuse_overwrite(path, opts.force)
-    rep = Data()
-    if opts.rep_data is not None:
-        rep = load_split(
-            opts.rep_data,
-            opts.rep_split,
-            opts.rep_samples,
-            opts.seed,
-            opts.skip_bad,
-            what="the representative dataset",
-            calibration=True,
-        )
-        log(
-            f"representative set: {rep.info['samples']} faces from {rep.info['split']}, "
-            f"per class {rep.info['per_class']}"
-        )
-    evaluation = Data()
-    if opts.eval_data is not None:
-        evaluation = load_split(
-            opts.eval_data,
-            opts.eval_split,
-            opts.eval_samples,
-            opts.seed,
-            opts.skip_bad,
-            what="the eval data",
-            calibration=False,
-        )
-        log(f"eval data: {evaluation.info['samples']} faces from {evaluation.info['split']}")
-    keras_eval = measure.keras_reference(keras_model, evaluation)
-    report = _report_header(opts, name, keras_model, rep, evaluation, keras_eval)
-    write_text(opts.out / LABELS_FILE, cards.labels_text(labels).decode())
-    task = progress.add_task("exporting", total=len(jobs)) if progress else None
-    for job in jobs:
-        if progress:
-            progress.update(task, description=f"exporting {job.label}")
-        entry = _export_job(opts, job, name, keras_model, labels, rep, evaluation, keras_eval)
-        report["variants"].append(entry)
-        log(report_md.entry_line(entry))
-        if progress:
-            progress.advance(task)
-    report["quantizer_comparison"] = measure.compare_quantizers(report["variants"], DEFAULT_QUANTIZER)
-    write_json(opts.out / f"{REPORT_NAME}.json", report)
-    write_text(opts.out / f"{REPORT_NAME}.md", report_md.to_markdown(report))
-    return report
+    busy = ExportError(
+        f"{opts.out}: another fer-export is writing here; let it finish or choose another --out"
+    )
+    with only_one_writer(opts.out, busy):  # from the overwrite check to the report
+        for path in output_paths(opts, name, jobs):
+            refuse_overwrite(path, opts.force)
+        rep = Data()
+        if opts.rep_data is not None:
+            rep = load_split(
+                opts.rep_data,
+                opts.rep_split,
+                opts.rep_samples,
+                opts.seed,
+                opts.skip_bad,
+                what="the representative dataset",
+                calibration=True,
+            )
+            log(
+                f"representative set: {rep.info['samples']} faces from {rep.info['split']}, "
+                f"per class {rep.info['per_class']}"
+            )
+        evaluation = Data()
+        if opts.eval_data is not None:
+            evaluation = load_split(
+                opts.eval_data,
+                opts.eval_split,
+                opts.eval_samples,
+                opts.seed,
+                opts.skip_bad,
+                what="the eval data",
+                calibration=False,
+            )
+            log(f"eval data: {evaluation.info['samples']} faces from {evaluation.info['split']}")
+        keras_eval = measure.keras_reference(keras_model, evaluation)
+        report = _report_header(opts, name, keras_model, rep, evaluation, keras_eval)
+        write_text(opts.out / LABELS_FILE, cards.labels_text(labels).decode())
+        task = progress.add_task("exporting", total=len(jobs)) if progress else None
+        for job in jobs:
+            if progress:
+                progress.update(task, description=f"exporting {job.label}")
+            entry = _export_job(opts, job, name, keras_model, labels, rep, evaluation, keras_eval)
+            report["variants"].append(entry)
+            log(report_md.entry_line(entry))
+            if progress:
+                progress.advance(task)
+        report["quantizer_comparison"] = measure.compare_quantizers(report["variants"], DEFAULT_QUANTIZER)
+        write_json(opts.out / f"{REPORT_NAME}.json", report)
+        write_text(opts.out / f"{REPORT_NAME}.md", report_md.to_markdown(report))
+        return report
 
 
 def _report_header(opts: Options, name: str, keras_model, rep: Data, evaluation: Data, keras_eval) -> dict:

@@ -218,3 +218,14 @@ def test_shipped_models_are_taken_by_name_as_fer_edge_takes_them(tmp_path):
     assert r["model"] == nano.stem and r["size_bytes"] == nano.stat().st_size, r
     proc = run_cli("latency", "--models", "nanoo", "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and "nanoo: no such model file or folder" in proc.stderr
+
+
+def test_a_results_folder_another_fer_bench_is_writing_to_is_left_alone(models, tmp_path):
+    from conftest import held_folder
+
+    out = tmp_path / "r"
+    args = ["latency", "-m", str(models["int8"]), "--threads", "1", "--runs", "2", "--out", str(out)]
+    with held_folder(out):
+        assert "another fer-bench is writing here" in error_line(run_cli(*args))
+        assert not (out / "latency.json").exists()
+    assert run_cli(*args).returncode == 0 and (out / "latency.json").is_file()

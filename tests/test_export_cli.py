@@ -144,6 +144,20 @@ def test_both_int8_quantizers_are_exported_and_compared(exported):
     assert "## int8: converter or LiteRT quantizer" in (out / "export_report.md").read_text()
 
 
+def test_a_folder_another_export_is_writing_to_is_left_alone(tmp_path, tiny_folders):
+    from conftest import held_folder
+
+    out = tmp_path / "out"
+    args = ["quantize", "--model", tiny_model_path(), "--mode", "fp32", "--out", out]
+    with held_folder(out):  # another fer-export, between its overwrite check and its report
+        assert_one_error_line(fer_export(*args), "another fer-export is writing here")
+        assert not any(out.iterdir())
+    assert fer_export(*args).returncode == 0 and (out / "fer_cnn_fp32.tflite").is_file()
+    # A run that fails before writing leaves no empty folder behind.
+    result = fer_export(*args[:-1], tmp_path / "new", "--rep-data", tmp_path / "missing", "--mode", "int8")
+    assert result.returncode == 2 and not (tmp_path / "new").exists()
+
+
 def test_existing_outputs_need_force(exported):
     _, out, data = exported
     before = (out / "fer_cnn_fp32.tflite").read_bytes()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import held_folder
 from fer_train.cli import app
 from fer_train.fit import FitConfig, TrainError, fit
 
@@ -131,18 +132,10 @@ def test_a_folder_another_process_is_training_in_is_left_alone(tiny_folders, tmp
     out = tmp_path / "run"
     fit(tiny_cfg(tiny_folders), out, log=lambda m: None)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    # What a running `fer-train fit` holds on its folder: the kernel's lock on the folder itself.
-    hold = "import fcntl, os, sys, time; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX); "
-    hold += "print('held', flush=True); time.sleep(120)"
-    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_folder(out):  # what a running `fer-train fit` holds
         with pytest.raises(TrainError, match="another fer-train is training in this folder"):
             fit(tiny_cfg(tiny_folders), out, force=True, log=lambda m: None)
         assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # --force removed nothing
-    finally:
-        holder.kill()
-        holder.wait()
     fit(tiny_cfg(tiny_folders), out, force=True, log=lambda m: None)  # the lock ended with its process
 
 

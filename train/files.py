@@ -5,11 +5,43 @@ Pure Python, so every stage (the edge runtime included) can use it without Tenso
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def only_one_writer(folder: Path, busy: Exception) -> Iterator[None]:
+    """Hold the output folder while a command checks and writes it: two runs into one folder (another
+    terminal, a cron job started twice) would each pass the check that nothing is overwritten and then
+    replace each other's results. The second raises `busy`. The lock is the kernel's (flock on
+    the folder itself): no file left behind, released when the process ends, however it ends. A folder
+    made here and still empty at the end (the command failed before writing) is removed."""
+    folder = Path(folder)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; one run per folder is then the user's care
+            yield
+            return
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise busy from None
+            yield
+        finally:
+            os.close(fd)
+    finally:
+        if made:
+            with contextlib.suppress(OSError):  # rmdir removes only an empty folder
+                folder.rmdir()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

@@ -8,7 +8,6 @@ loses at most the epoch in progress: the same command continues from the last fi
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -27,7 +26,7 @@ import numpy as np
 from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
-from fer_train.files import atomic_write, read_json, write_json, write_text
+from fer_train.files import atomic_write, only_one_writer, read_json, write_json, write_text
 from fer_train.models import (
     DEFAULT_MODEL,
     MODELS,
@@ -220,28 +219,11 @@ def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
     return True
 
 
-@contextlib.contextmanager
 def _only_run_in(out: Path):
-    """Hold a lock on the run folder while training: a second `fit` on it (another terminal, a cron job
-    started twice) would interleave its checkpoints with this one's. The lock is the kernel's (flock on
-    the folder itself), so it leaves no file behind and ends with the process, however it ends."""
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; one run at a time is then the user's care
-        yield
-        return
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise TrainError(
-                f"{out}: another fer-train is training in this folder; let it finish or choose another --out"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+    """A second `fit` on the folder (another terminal, a cron job started twice) would interleave its
+    checkpoints with this one's."""
+    busy = f"{out}: another fer-train is training in this folder; let it finish or choose another --out"
+    return only_one_writer(out, TrainError(busy))
 
 
 def _start_run_dir(cfg: FitConfig, out: Path, clear: bool) -> None:
