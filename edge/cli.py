@@ -154,7 +154,9 @@ def run(
     smoothing: float = typer.Option(
         0.6, "--smoothing", min=0.0, max=0.95, help="Weight of a face's past scores (0 = none)."
     ),
-    save: Path | None = typer.Option(None, "--save", help="Write the annotated video here (.mp4 or .avi)."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Write the annotated video here (.mp4, .avi or .mkv)."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="One JSON line per frame on stdout: frame, time, faces."
     ),
