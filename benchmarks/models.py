@@ -40,7 +40,7 @@ def find_model_files(values: list[str]) -> list[Path]:
     """The .tflite files named: files as given, folders expanded to the .tflite files directly in them,
     and shipped models by the names `fer-edge --model` takes (`nano`)."""
     from fer_edge.classifier import resolve_model
-    from fer_edge.errors import ModelError
+    from fer_edge.errors import ModelError, not_a_model_file
 
     files: list[Path] = []
     for value in split_list(values):
@@ -57,6 +57,8 @@ def find_model_files(values: list[str]) -> list[Path]:
             files += found
         elif path.is_file():
             files.append(path)
+        elif path.exists():  # a device or pipe
+            raise BenchError(not_a_model_file(path, ".tflite file or a folder of them"))
         else:
             raise BenchError(f"{path}: no such model file or folder")
     if not files:

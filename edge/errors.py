@@ -23,3 +23,14 @@ def printable(text: str) -> str:
     """Text for a terminal line, such as a file name: its control characters (a tab, a newline, an
     escape sequence that would rewrite the screen) written as escapes, as `ls` shows them."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def not_a_model_file(path, give: str) -> str | None:
+    """Why `path` cannot be read as a model file (`give` names what to pass instead), or None."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{path}: a folder; give a {give}"
+    if path.exists():  # a device, pipe or socket: reading it could block or never end
+        return f"{path}: not a regular file; give a {give}"
+    return f"{path}: no such model file"

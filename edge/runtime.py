@@ -11,7 +11,7 @@ from __future__ import annotations
 from numbers import Integral
 from pathlib import Path
 
-from fer_edge.errors import ModelError
+from fer_edge.errors import ModelError, not_a_model_file
 from fer_edge.model_info import check_model_size
 from fer_edge.quiet import native_quiet
 
@@ -59,10 +59,8 @@ def load_interpreter(path: str | Path, threads: int = 1):
     """An allocated interpreter for the model at `path`, or a ModelError saying why there is none."""
     path = Path(path)
     threads = checked_threads(threads)
-    if path.is_dir():
-        raise ModelError(f"{path}: a folder; give a .tflite file")
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
+    if why := not_a_model_file(path, ".tflite file"):
+        raise ModelError(why)
     check_model_size(path)
     Interpreter = interpreter_class()
     try:

@@ -7,17 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.errors import ModelError
+from fer_edge.errors import ModelError, not_a_model_file
 from fer_edge.model_info import read_model_bytes
 from fer_export.model_file import ModelFileError, check_tflite, read_card, read_files, read_metadata
 
 
 def describe(path: str | Path) -> dict:
     path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f"{path}: a folder; give a .tflite file")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+    if why := not_a_model_file(path, ".tflite file"):
+        raise ModelFileError(why)
     try:
         model = read_model_bytes(path)
     except ModelError as e:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fer_edge.errors import not_a_model_file
 from fer_export import card as cards
 from fer_export import litert_quantizer, measure
 from fer_export import report as report_md
@@ -130,8 +131,8 @@ def checked_name(name: str, given: bool) -> str:
 
 
 def check_options(opts: Options) -> None:
-    if not Path(opts.model).is_file():  # the first thing a typo breaks: say so before anything else
-        raise ExportError(f"{opts.model}: no such model file")
+    if why := not_a_model_file(Path(opts.model), ".keras file"):  # what a typo breaks: said first
+        raise ExportError(why)
     if Path(opts.model).suffix.lower() not in (".keras", ".h5"):  # an exported .tflite, given by mistake
         raise ExportError(
             f"{opts.model}: not a Keras model file (expected .keras or .h5, a run's model.keras)"

@@ -116,6 +116,7 @@ def test_file_names_with_control_characters_are_shown_escaped(env, models, tmp_p
         (["run", "--source", "", "--no-show", "-m", "{int8}"], "--source is empty"),
         (["predict", "{img}", "--crops", "-m", "{tmp}/missing.tflite"], "no such model file"),
         (["predict", "{img}", "--crops", "-m", "{junk}"], "not a usable TFLite model"),
+        (["predict", "{img}", "--crops", "-m", "{fifo}"], "fifo: not a regular file; give a .tflite"),
         (["predict", "{img}", "--crops", "-m", "{keras}"], "a Keras model; fer-edge runs .tflite files"),
         (
             ["predict", "{img}", "-m", "{int8}", "-d", "blazeface", "--detector-model", "{tmp}/x.tflite"],

@@ -286,6 +286,12 @@ def test_inspect_rejects_what_is_not_a_model(tmp_path):
     bad.write_bytes(b"hello world, no model")
     assert_one_error_line(fer_export_process("inspect", bad), "not a TFLite flatbuffer")
     assert_one_error_line(fer_export("inspect", tmp_path / "missing.tflite"), "no such model file")
+    # A pipe or device exists but is no model (reading it could wait forever): not "no such file".
+    os.mkfifo(tmp_path / "pipe.tflite")
+    for path in (tmp_path / "pipe.tflite", "/dev/null"):
+        assert_one_error_line(fer_export("inspect", path), f"{path}: not a regular file; give a .tflite")
+        args = ("quantize", "--model", path, "--mode", "fp32", "--out", tmp_path / "o")
+        assert_one_error_line(fer_export(*args), f"{path}: not a regular file; give a .keras")
 
 
 def test_help_reads_like_documentation():

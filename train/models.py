@@ -289,9 +289,11 @@ def load_model(path, compile: bool = True):
     import zipfile
     from pathlib import Path
 
+    from fer_edge.errors import not_a_model_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+    if why := not_a_model_file(path, ".keras file"):
+        raise ModelFileError(why)
     if path.suffix.lower() not in (".keras", ".h5"):
         raise ModelFileError(f"{path}: not a Keras model file (expected .keras or .h5)")
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras says "File not found"
