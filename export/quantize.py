@@ -171,49 +171,46 @@ def run(opts: Options, log: Callable[[str], None] = print, progress=None) -> dic
     with only_one_writer(opts.out, busy):  # from the overwrite check to the report
         for path in output_paths(opts, name, jobs):
             refuse_overwrite(path, opts.force)
-        rep = Data()
-        if opts.rep_data is not None:
-            rep = load_split(
-                opts.rep_data,
-                opts.rep_split,
-                opts.rep_samples,
-                opts.seed,
-                opts.skip_bad,
-                what="the representative dataset",
-                calibration=True,
-            )
-            log(
-                f"representative set: {rep.info['samples']} faces from {rep.info['split']}, "
-                f"per class {rep.info['per_class']}"
-            )
-        evaluation = Data()
-        if opts.eval_data is not None:
-            evaluation = load_split(
-                opts.eval_data,
-                opts.eval_split,
-                opts.eval_samples,
-                opts.seed,
-                opts.skip_bad,
-                what="the eval data",
-                calibration=False,
-            )
-            log(f"eval data: {evaluation.info['samples']} faces from {evaluation.info['split']}")
-        keras_eval = measure.keras_reference(keras_model, evaluation)
-        report = _report_header(opts, name, keras_model, rep, evaluation, keras_eval)
-        write_text(opts.out / LABELS_FILE, cards.labels_text(labels).decode())
-        task = progress.add_task("exporting", total=len(jobs)) if progress else None
-        for job in jobs:
-            if progress:
-                progress.update(task, description=f"exporting {job.label}")
-            entry = _export_job(opts, job, name, keras_model, labels, rep, evaluation, keras_eval)
-            report["variants"].append(entry)
-            log(report_md.entry_line(entry))
-            if progress:
-                progress.advance(task)
-        report["quantizer_comparison"] = measure.compare_quantizers(report["variants"], DEFAULT_QUANTIZER)
-        write_json(opts.out / f"{REPORT_NAME}.json", report)
-        write_text(opts.out / f"{REPORT_NAME}.md", report_md.to_markdown(report))
-        return report
+        rep, evaluation = _load_data(opts, log)
+        return _export_all(opts, name, jobs, keras_model, labels, rep, evaluation, log, progress)
+
+
+def _load_data(opts: Options, log: Callable[[str], None]) -> tuple[Data, Data]:
+    """The representative (calibration) faces and the eval faces; empty where not asked for."""
+    rep = evaluation = Data()
+    if opts.rep_data is not None:
+        what = "the representative dataset"
+        args = (opts.rep_data, opts.rep_split, opts.rep_samples, opts.seed, opts.skip_bad, what)
+        rep = load_split(*args, calibration=True)
+        info = rep.info
+        per_class = info["per_class"]
+        log(f"representative set: {info['samples']} faces from {info['split']}, per class {per_class}")
+    if opts.eval_data is not None:
+        what = "the eval data"
+        args = (opts.eval_data, opts.eval_split, opts.eval_samples, opts.seed, opts.skip_bad, what)
+        evaluation = load_split(*args, calibration=False)
+        log(f"eval data: {evaluation.info['samples']} faces from {evaluation.info['split']}")
+    return rep, evaluation
+
+
+def _export_all(opts, name, jobs, keras_model, labels, rep, evaluation, log, progress) -> dict:
+    """Export, verify and measure each variant in turn, then write the report."""
+    keras_eval = measure.keras_reference(keras_model, evaluation)
+    report = _report_header(opts, name, keras_model, rep, evaluation, keras_eval)
+    write_text(opts.out / LABELS_FILE, cards.labels_text(labels).decode())
+    task = progress.add_task("exporting", total=len(jobs)) if progress else None
+    for job in jobs:
+        if progress:
+            progress.update(task, description=f"exporting {job.label}")
+        entry = _export_job(opts, job, name, keras_model, labels, rep, evaluation, keras_eval)
+        report["variants"].append(entry)
+        log(report_md.entry_line(entry))
+        if progress:
+            progress.advance(task)
+    report["quantizer_comparison"] = measure.compare_quantizers(report["variants"], DEFAULT_QUANTIZER)
+    write_json(opts.out / f"{REPORT_NAME}.json", report)
+    write_text(opts.out / f"{REPORT_NAME}.md", report_md.to_markdown(report))
+    return report
 
 
 def _report_header(opts: Options, name: str, keras_model, rep: Data, evaluation: Data, keras_eval) -> dict:
