@@ -363,7 +363,8 @@ def report(
     Reads latency.json, accuracy.json and pipeline.json, whichever are there: accuracy against latency
     per model, latency distributions, confusion matrices and the pipeline's stage split.
     """
-    _guarded(lambda: _report(out_dir, force), out_dir)
+    held = out_dir if Path(out_dir).is_dir() else None  # a missing folder is an error, not made
+    _guarded(lambda: _report(out_dir, force), held)
 
 
 def _report(out_dir: Path, force: bool) -> None:
