@@ -25,7 +25,7 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def not_a_model_file(path, give: str) -> str | None:
+def not_a_model_file(path, give: str, missing: str = "no such model file") -> str | None:
     """Why `path` cannot be read as a model file (`give` names what to pass instead), or None."""
     if path.is_file():
         return None
@@ -33,4 +33,4 @@ def not_a_model_file(path, give: str) -> str | None:
         return f"{path}: a folder; give a {give}"
     if path.exists():  # a device, pipe or socket: reading it could block or never end
         return f"{path}: not a regular file; give a {give}"
-    return f"{path}: no such model file"
+    return f"{path}: {missing}"

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_edge.errors import DetectorError, EdgeError
+from fer_edge.errors import DetectorError, EdgeError, not_a_model_file
 
 ENV_MODEL = "FER_DETECTOR_MODEL"
 
@@ -56,14 +56,14 @@ def find_detector_model(explicit: str | Path | None = None) -> Path | None:
     """The BlazeFace model to use, or None when there is none anywhere (an explicit path must exist)."""
     if explicit:
         path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise DetectorError(f"{path}: no such face detector model (--detector-model)")
+        if why := not_a_model_file(path, "BlazeFace .tflite", missing="no such face detector model"):
+            raise DetectorError(f"{why} (--detector-model)")
         return path
     env = os.environ.get(ENV_MODEL)
     if env:
         path = Path(env).expanduser()
-        if not path.is_file():
-            raise DetectorError(f"{path}: no such face detector model (from ${ENV_MODEL})")
+        if why := not_a_model_file(path, "BlazeFace .tflite", missing="no such face detector model"):
+            raise DetectorError(f"{why} (from ${ENV_MODEL})")
         return path
     cached = cache_dir() / BLAZE_FACE.filename
     if cached.is_file():

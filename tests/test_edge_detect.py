@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
 import statistics
 import subprocess
 import sys
@@ -212,6 +213,14 @@ def test_model_lookup_order(tmp_path, monkeypatch, blaze_model):
     monkeypatch.setenv("FER_DETECTOR_MODEL", str(tmp_path / "gone.tflite"))
     with pytest.raises(DetectorError, match="FER_DETECTOR_MODEL"):
         find_detector_model()
+    # A folder or a pipe exists: named for what it is, not as missing.
+    os.mkfifo(tmp_path / "pipe.tflite")
+    for path, what in ((tmp_path, "a folder"), (tmp_path / "pipe.tflite", "not a regular file")):
+        with pytest.raises(DetectorError, match=f"{what}; give a BlazeFace .tflite .--detector-model"):
+            find_detector_model(path)
+        monkeypatch.setenv("FER_DETECTOR_MODEL", str(path))
+        with pytest.raises(DetectorError, match=f"{what}; give a BlazeFace .tflite .from .FER_DETECTOR"):
+            find_detector_model()
 
 
 def test_pinned_hash_is_the_shared_models(blaze_model):
