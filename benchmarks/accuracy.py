@@ -14,6 +14,7 @@ import numpy as np
 
 from fer_bench.errors import BenchError
 from fer_bench.models import OURS, ModelEntry, open_entry
+from fer_edge.errors import not_a_model_file
 from fer_train.evaluate import classification_report
 from fer_train.spec import CLASSES
 
@@ -86,8 +87,8 @@ def pick_reference(entries: list[ModelEntry], reference: str | None) -> tuple[st
     """
     if reference:
         path = Path(reference).expanduser()
-        if not path.is_file():
-            raise BenchError(f"{path}: no such reference model")
+        if why := not_a_model_file(path, ".keras or .tflite file", missing="no such reference model"):
+            raise BenchError(why)
         for entry in entries:
             if Path(entry.path).resolve() == path.resolve():
                 return entry.key, None

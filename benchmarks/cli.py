@@ -287,8 +287,11 @@ def accuracy(
 
 
 def _check_reference(reference: Path | None) -> None:
-    if reference is not None and not Path(reference).is_file():
-        raise BenchError(f"{reference}: no such reference model")
+    from fer_edge.errors import not_a_model_file
+
+    give, missing = ".keras or .tflite file", "no such reference model"
+    if reference is not None and (why := not_a_model_file(Path(reference), give, missing)):
+        raise BenchError(why)
 
 
 def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, force) -> dict:

@@ -144,6 +144,8 @@ def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
     assert "clp.avi: no such file, folder or camera" in error_line(proc) and not fresh.exists()
     proc = run_all("--reference", tmp_path / "r.keras", "--out", fresh)
     assert "r.keras: no such reference model" in error_line(proc) and not fresh.exists()
+    proc = run_all("--reference", tmp_path, "--out", fresh)  # a folder is named as one, not as missing
+    assert f"{tmp_path}: a folder; give a .keras or .tflite" in error_line(proc) and not fresh.exists()
 
 
 def test_help_reads_like_documentation():

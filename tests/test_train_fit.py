@@ -299,6 +299,18 @@ def _cli(*args):
         (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--balance", "magic"], "unknown --balance"),
         (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--model", "resnet"], "unknown model"),
         (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--width", "0.5"], "takes no option width"),
+        (
+            ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--teacher", "{tmp}", "--distill", "0.5"],
+            "a folder",
+        ),
+        (
+            ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--teacher", "{tmp}/t.keras", "--distill", "1"],
+            "no such teacher",
+        ),
+        (
+            ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--model", "vgg16", "--weights", "{tmp}"],
+            "a folder; give a weights",
+        ),
         (["fit", "--data", "{bad}", "--out", "{tmp}/r"], "bad.csv:2: expected 2304 pixels"),
         (["evaluate", "--model", "{csv}", "--data", "{csv}"], "not a Keras model"),
         (["evaluate", "--model", "{tmp}/none.keras", "--data", "{csv}"], "no such model file"),

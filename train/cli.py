@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from fer_edge.cli_errors import fail, guarded
+from fer_edge.errors import not_a_model_file
 from fer_train.balance import METHODS
 from fer_train.models import DEFAULT_MODEL, MODELS
 
@@ -138,8 +139,8 @@ def fit(
     options = {k: v for k, v in {"width": width, "weights": weights}.items() if v is not None}
     if balance is not None and balance not in METHODS:
         fail(f"unknown --balance {balance!r}: use one of {', '.join(METHODS)}")
-    if weights and not Path(weights).is_file():
-        fail(f"{weights}: no such weights file")
+    if weights and (why := not_a_model_file(Path(weights), "weights file", "no such weights file")):
+        fail(why)
 
     def run():
         from fer_train.fit import fit as run_fit  # imports TensorFlow: only after _guarded silenced it

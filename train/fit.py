@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fer_edge.errors import not_a_model_file
 from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
@@ -151,10 +152,9 @@ def _check_settings(cfg: FitConfig) -> None:
     if not cfg.mixup >= 0 or math.isinf(cfg.mixup):
         raise TrainError(f"--mixup {cfg.mixup}: MixUp's alpha is positive (0.2 is usual), or 0 for none")
     _check_numbers(cfg)
-    if cfg.distill > 0 and not Path(cfg.teacher).is_file():
-        raise TrainError(
-            f"teacher {cfg.teacher}: no such file; train it first (its run's model.keras) or pass --teacher"
-        )
+    missing = "no such teacher; train it first (its run's model.keras) or pass --teacher"
+    if cfg.distill > 0 and (why := not_a_model_file(Path(cfg.teacher), "teacher .keras file", missing)):
+        raise TrainError(why)
 
 
 def _check_numbers(cfg: FitConfig) -> None:
