@@ -24,7 +24,7 @@ from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer, Face
 from fer_edge.signals import sigterm_as_ctrl_c, stop_signals_deferred
 from fer_edge.tracking import Tracker
-from fer_train.files import refuse_overwrite  # pure Python, shared by every stage
+from fer_train.files import move_into_place, refuse_overwrite  # pure Python, shared by every stage
 
 STAGES = ("capture", "detect", "classify", "output")
 
@@ -218,8 +218,9 @@ class Outputs:
 
     def _drop_json(self, err: OSError) -> EdgeError:
         """A JSON-lines file that could not be written whole (a full disk) never moves into place."""
-        with contextlib.suppress(OSError):
-            self._json.close()
+        if self._json is not None:
+            with contextlib.suppress(OSError):
+                self._json.close()
         self._json = None
         self._json_tmp.unlink(missing_ok=True)
         self._json_tmp = None
@@ -260,7 +261,10 @@ class Outputs:
                 f"--save {self.options.save}: {counted} of {self._saved} frames could be written "
                 "(a full disk?); not kept"
             )
-        os.replace(self._video_tmp, self.options.save)
+        try:
+            move_into_place(self._video_tmp, Path(self.options.save), self.options.force)
+        except FileExistsError:
+            raise _appeared("--save", self.options.save, self._video_tmp) from None
 
     def _show(self, image: np.ndarray) -> bool:
         import cv2
@@ -287,8 +291,10 @@ class Outputs:
         if self._json_tmp is not None and self._json is not None:
             try:
                 self._json.close()
-                os.replace(self._json_tmp, self.options.json_file)
                 self._json = None
+                move_into_place(self._json_tmp, Path(self.options.json_file), self.options.force)
+            except FileExistsError:
+                failure = together(failure, _appeared("--json-file", self.options.json_file, self._json_tmp))
             except OSError as err:
                 failure = together(failure, self._drop_json(err))
         if self.server is not None:
@@ -299,6 +305,11 @@ class Outputs:
             cv2.destroyAllWindows()
         if failure is not None:
             raise failure
+
+
+def _appeared(flag: str, path, kept: Path) -> EdgeError:
+    """Another process wrote `path` while this run recorded: neither output is lost."""
+    return EdgeError(f"{flag} {path}: a file of that name appeared during the run; this run's is in {kept}")
 
 
 def together(first: EdgeError | None, then: EdgeError) -> EdgeError:

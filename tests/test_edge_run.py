@@ -259,6 +259,30 @@ def test_preview_server_serves_page_frames_and_stream(env, models):
     outputs.close()
 
 
+def test_a_file_that_appears_at_an_output_during_the_run_is_kept_and_so_is_the_run(tmp_path):
+    """Another process writing the same names while a recording runs: neither is replaced."""
+    from fer_edge.errors import EdgeError
+    from fer_edge.live import Outputs
+
+    video, lines = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    outputs = Outputs(LiveOptions(source="-", save=video, json_file=lines, show=False), 15)
+    image = np.full((120, 160, 3), 90, np.uint8)
+    for i in range(5):
+        outputs.write(Frame(i, image, time.time()), [], image)
+    video.write_bytes(b"another recording")
+    lines.write_text("another run's lines\n")
+    with pytest.raises(
+        EdgeError, match="--save .*out.mp4: a file of that name appeared during the run"
+    ) as err:
+        outputs.close()
+    assert "--json-file" in str(err.value)
+    assert video.read_bytes() == b"another recording" and lines.read_text() == "another run's lines\n"
+    kept = {p.suffix: p for p in tmp_path.iterdir() if p.name.startswith(".")}  # this run's, named
+    assert set(kept) == {".jsonl", ".mp4"} and all(str(p) in str(err.value) for p in kept.values())
+    assert len(kept[".jsonl"].read_text().splitlines()) == 5
+    assert cv2.VideoCapture(str(kept[".mp4"])).get(cv2.CAP_PROP_FRAME_COUNT) == 5
+
+
 def _ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as probe:

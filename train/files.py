@@ -6,6 +6,7 @@ Pure Python, so every stage (the edge runtime included) can use it without Tenso
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -42,6 +43,25 @@ def only_one_writer(folder: Path, busy: Exception) -> Iterator[None]:
         if made:
             with contextlib.suppress(OSError):  # rmdir removes only an empty folder
                 folder.rmdir()
+
+
+def move_into_place(tmp: Path, path: Path, replace: bool) -> None:
+    """Move a finished temporary file to `path`. Without `replace`, never over a file that appeared
+    while it was written (another process writing the same name, hours into a recording):
+    FileExistsError, and `tmp` stays where it is."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic, and refused when `path` exists
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT on an SD card): a check, then the rename
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
