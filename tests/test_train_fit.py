@@ -305,7 +305,7 @@ def _cli(*args):
         ),
         (
             ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--teacher", "{tmp}/t.keras", "--distill", "1"],
-            "no such teacher",
+            "t.keras: no such file for --teacher",
         ),
         (
             ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--model", "vgg16", "--weights", "{tmp}"],

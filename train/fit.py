@@ -152,7 +152,7 @@ def _check_settings(cfg: FitConfig) -> None:
     if not cfg.mixup >= 0 or math.isinf(cfg.mixup):
         raise TrainError(f"--mixup {cfg.mixup}: MixUp's alpha is positive (0.2 is usual), or 0 for none")
     _check_numbers(cfg)
-    missing = "no such teacher; train it first (its run's model.keras) or pass --teacher"
+    missing = "no such file for --teacher; train it first (its run's model.keras)"
     if cfg.distill > 0 and (why := not_a_model_file(Path(cfg.teacher), "teacher .keras file", missing)):
         raise TrainError(why)
 
