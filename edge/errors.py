@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class EdgeError(Exception):
     """A problem with the user's input (a file, a camera, an option), shown as one `error:` line."""
@@ -25,7 +27,7 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def not_a_model_file(path, give: str, missing: str = "no such model file") -> str | None:
+def not_a_model_file(path: Path, give: str, missing: str = "no such model file") -> str | None:
     """Why `path` cannot be read as a model file (`give` names what to pass instead), or None."""
     if path.is_file():
         return None
