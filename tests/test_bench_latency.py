@@ -229,3 +229,5 @@ def test_a_results_folder_another_fer_bench_is_writing_to_is_left_alone(models, 
         assert "another fer-bench is writing here" in error_line(run_cli(*args))
         assert not (out / "latency.json").exists()
     assert run_cli(*args).returncode == 0 and (out / "latency.json").is_file()
+    proc = run_cli(*args[:-1], str(out / "latency.json"))  # --out names a file, not a folder
+    assert "latency.json: not a folder; give a folder" in error_line(proc)

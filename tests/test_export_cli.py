@@ -156,6 +156,7 @@ def test_a_folder_another_export_is_writing_to_is_left_alone(tmp_path, tiny_fold
     # A run that fails before writing leaves no empty folder behind.
     result = fer_export(*args[:-1], tmp_path / "new", "--rep-data", tmp_path / "missing", "--mode", "int8")
     assert result.returncode == 2 and not (tmp_path / "new").exists()
+    assert_one_error_line(fer_export(*args[:-1], out / "fer_cnn_fp32.tflite"), "tflite: not a folder")
 
 
 def test_existing_outputs_need_force(exported):

@@ -22,6 +22,8 @@ def only_one_writer(folder: Path, busy: Exception) -> Iterator[None]:
     the folder itself): no file left behind, released when the process ends, however it ends. A folder
     made here and still empty at the end (the command failed before writing) is removed."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder; give a folder for the outputs", str(folder))
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:
