@@ -161,7 +161,7 @@ def run(
         False, "--json", help="One JSON line per frame on stdout: frame, time, faces."
     ),
     json_file: Path | None = typer.Option(
-        None, "--json-file", help="Write the JSON lines to this file instead of stdout."
+        None, "--json-file", help="Write the JSON lines to this file instead of stdout ('-': stdout)."
     ),
     serve: str | None = typer.Option(
         None,
@@ -205,13 +205,15 @@ def run(
         from fer_edge.live import LiveOptions, check_outputs, run_live
 
         set_max_pixels(max_pixels)  # every call: an earlier call's limit does not carry over
+        to_stdout = as_json or str(json_file) == "-"  # '-' is stdout, as for other Unix tools
+        file = None if str(json_file) == "-" else json_file
         options = LiveOptions(
             source=source,
             detect_every=detect_every,
             smoothing=smoothing,
             save=save,
-            json_stdout=as_json and json_file is None,
-            json_file=json_file,
+            json_stdout=to_stdout and file is None,
+            json_file=file,
             serve=serve,
             show=show,
             max_frames=max_frames,

@@ -106,7 +106,7 @@ def test_run_on_a_video_saves_video_and_json(env, models, tmp_path):
     assert video.read_bytes() == source and footage.stat().st_size == 4012
 
 
-def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path):
+def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path, monkeypatch):
     faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
     cv2.imwrite(str(tmp_path / "a.png"), paste_faces(textured_canvas(seed=1), faces, PLACES))
     cv2.imwrite(str(tmp_path / "b.png"), textured_canvas(seed=2))
@@ -128,6 +128,12 @@ def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path):
     assert saved.exit_code == 0, saved.stderr
     single = invoke("run", "-s", tmp_path / "a.png", "-m", models["fp32"], "-d", "blazeface", "--json")
     assert single.exit_code == 0 and len(single.stdout.splitlines()) == 1
+    # '-' is stdout, as for other Unix tools: the same line, and no file called '-'.
+    monkeypatch.chdir(tmp_path)
+    dash = invoke("run", "-s", "a.png", "-m", models["fp32"], "-d", "blazeface", "--json-file", "-")
+    assert dash.exit_code == 0, dash.stderr
+    (line,) = [json.loads(line) for line in dash.stdout.splitlines()]
+    assert line["faces"] == json.loads(single.stdout)["faces"] and not (tmp_path / "-").exists()
 
 
 @pytest.mark.parametrize(
