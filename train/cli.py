@@ -65,10 +65,12 @@ def fit(
         "The options below override the recipe.",
     ),
     epochs: int = typer.Option(None, min=1, help="Epochs (plateau schedule: at most; it may stop sooner)."),
-    batch_size: int = typer.Option(None, min=1),
+    batch_size: int = typer.Option(None, min=1, help="Faces per training step."),
     optimizer: str = typer.Option(None, help="sgd (Nesterov momentum 0.9), adam or nadam."),
     lr: float = typer.Option(None, help="Learning rate (cosine: the peak after warm-up)."),
-    weight_decay: float = typer.Option(None, min=0.0),
+    weight_decay: float = typer.Option(
+        None, min=0.0, help="Decoupled weight decay (Keras's: 5e-3 is about a PyTorch SGD's 5e-4)."
+    ),
     schedule: str = typer.Option(
         None, help="cosine (fixed length, warm-up then decay) or plateau (halve on plateaus, stop early)."
     ),
@@ -76,7 +78,9 @@ def fit(
     class_weight: bool = typer.Option(
         None, "--class-weight/--no-class-weight", help="Weight the loss by inverse class frequency."
     ),
-    label_smoothing: float = typer.Option(None, min=0.0, max=0.5),
+    label_smoothing: float = typer.Option(
+        None, min=0.0, max=0.5, help="Share of each target spread evenly over the seven classes."
+    ),
     teacher: Path = typer.Option(
         None, help="Distil from this trained .keras model (e.g. runs/fer_res_l/model.keras)."
     ),
@@ -102,7 +106,7 @@ def fit(
     skip_bad: bool = typer.Option(
         None, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
     ),
-    seed: int = typer.Option(None),
+    seed: int = typer.Option(None, help="Seed of every random choice: weights, shuffling, augmentation."),
     force: bool = typer.Option(
         False, "--force", help="Start over in a folder that holds a finished or other run."
     ),
@@ -161,7 +165,9 @@ def evaluate(
     out: Path = typer.Option(
         None, help="Write the report as JSON here (and a confusion-matrix PNG beside it)."
     ),
-    skip_bad: bool = typer.Option(False, "--skip-bad"),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
 ) -> None:
     """Evaluate a model: single-crop and flip-TTA accuracy, macro-F1, per-class recall."""
@@ -208,7 +214,7 @@ def compare(
         help="Or the same training time: each trains until this many minutes, best epoch kept.",
     ),
     out: Path = typer.Option(Path("runs/compare"), help="One run folder per architecture, and the table."),
-    batch_size: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(64, min=1, help="Faces per training step."),
     limit: int = typer.Option(
         None, help="Train and validate each on at most this many faces (quick trials)."
     ),
