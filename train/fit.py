@@ -120,7 +120,9 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     train, val = _load_splits(cfg, log)  # inputs checked before anything in `out` is touched
     teacher = _load_teacher(cfg)
     if cfg.model_options.get("weights") and not resuming:
-        _build(cfg)  # a wrong weights file fails here, before the run folder is made
+        # A wrong weights file fails here, before the run folder is made. The model is built again
+        # after seeding below, so its initial weights are the seed's, as in any other run.
+        _build(cfg)
     with _only_run_in(out):
         _start_run_dir(cfg, out, force and not resuming)
         keras.utils.set_random_seed(cfg.seed)
