@@ -51,6 +51,29 @@ def read_results(folder: Path) -> dict[str, dict]:
     return found
 
 
+# What a results file edited by hand, cut short by a tool, or written by another version raises when a
+# field the report reads is missing or of the wrong type.
+MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+
+
+def _check_readable(folder: Path, kind: str, doc: dict) -> None:
+    """Render `kind`'s tables alone, so a results file the report cannot read is named in one line
+    before anything is written."""
+    try:
+        summary = summarize({kind: doc})
+        markdown({kind: doc}, summary, {}, [])
+    except MALFORMED as err:
+        raise _unreadable(folder, kind, err) from None
+
+
+def _unreadable(folder: Path, kind: str, err: Exception) -> BenchError:
+    what = f"no {err}" if isinstance(err, KeyError) else str(err)
+    return BenchError(
+        f"{result_file(folder, kind)}: a field is missing or wrong ({what}); measure again "
+        f"(fer-bench {kind} --out {folder} --force)"
+    )
+
+
 def outputs(folder: Path) -> list[Path]:
     """What `write` may create, for the overwrite check."""
     return [Path(folder) / REPORT_MD, Path(folder) / REPORT_JSON]
@@ -60,6 +83,8 @@ def write(folder: Path) -> tuple[Path, Path, list[str]]:
     """report.md, report.json and the plots in `folder`; returns their paths and notes for the user."""
     folder = Path(folder)
     results = read_results(folder)
+    for kind, doc in results.items():
+        _check_readable(folder, kind, doc)
     summary = summarize(results)
     plots, notes = _plots(folder, results, summary)
     md = markdown(results, summary, plots, notes)
@@ -383,19 +408,25 @@ def _plots(folder: Path, results: dict[str, dict], summary: list[dict]) -> tuple
         return {}, ["no plots: Matplotlib is not installed (pip install matplotlib)"]
     matplotlib.use("Agg")
     plots: dict[str, str] = {}
-    if "latency" in results:
-        plots["latency"] = plot_latency(results["latency"], folder / LATENCY_PNG).name
-    if "latency" in results and "accuracy" in results:
-        plots["tradeoff"] = plot_tradeoff(summary, folder / TRADEOFF_PNG).name
-    if "accuracy" in results:
-        from fer_train.evaluate import plot_confusion
+    kind = "latency"
+    try:
+        if "latency" in results:
+            plots["latency"] = plot_latency(results["latency"], folder / LATENCY_PNG).name
+        if "latency" in results and "accuracy" in results:
+            plots["tradeoff"] = plot_tradeoff(summary, folder / TRADEOFF_PNG).name
+        if "accuracy" in results:
+            from fer_train.evaluate import plot_confusion
 
-        for r in results["accuracy"]["results"]:
-            name = f"confusion_{_safe(r['model'])}.png"
-            plot_confusion(r["confusion_matrix"], folder / name, title=f"{r['model']}: confusion matrix")
-            plots[f"confusion:{r['model']}"] = name
-    if "pipeline" in results:
-        plots["pipeline"] = plot_pipeline(results["pipeline"], folder / PIPELINE_PNG).name
+            kind = "accuracy"
+            for r in results["accuracy"]["results"]:
+                name = f"confusion_{_safe(r['model'])}.png"
+                plot_confusion(r["confusion_matrix"], folder / name, title=f"{r['model']}: confusion matrix")
+                plots[f"confusion:{r['model']}"] = name
+        if "pipeline" in results:
+            kind = "pipeline"
+            plots["pipeline"] = plot_pipeline(results["pipeline"], folder / PIPELINE_PNG).name
+    except MALFORMED as err:  # a field only a plot reads (latency samples, confusion matrices)
+        raise _unreadable(folder, kind, err) from None
     return plots, []
 
 

@@ -119,6 +119,29 @@ def test_report_on_an_empty_or_damaged_folder(tmp_path):
     assert not (tmp_path / "report.md").exists()
 
 
+@pytest.mark.parametrize(
+    ("kind", "damage", "says"),
+    [
+        ("latency", lambda d: d.pop("results"), "no 'results'"),  # a file cut down by hand
+        ("accuracy", lambda d: d["results"][0].update(macro_f1="high"), "format code"),  # wrong type
+        ("latency", lambda d: d["results"][0].update(samples_ms="x"), ""),  # read by the plot only
+        ("accuracy", lambda d: d["results"][0].update(confusion_matrix=[[1, 2]]), ""),  # the plot only
+    ],
+)
+def test_a_damaged_field_names_its_results_file(results, tmp_path, kind, damage, says):
+    """A results file of the right kind with a field missing or of the wrong type was a traceback."""
+    for name in ("latency.json", "accuracy.json"):
+        (tmp_path / name).write_bytes((results / name).read_bytes())
+    doc = read_json(tmp_path / f"{kind}.json")
+    damage(doc)
+    (tmp_path / f"{kind}.json").write_text(json.dumps(doc))
+    proc = run_cli("report", "--out", str(tmp_path))
+    line = error_line(proc)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert line.startswith(f"error: {tmp_path / kind}.json: a field is missing or wrong") and says in line
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
     def run_all(*args):
         return run_cli("all", "-m", str(tiny_models()["int8"]), "--data", str(tiny_folders), *map(str, args))
