@@ -154,7 +154,7 @@ def _write(out_dir: Path, kind: str, doc: dict) -> Path:
 # --- latency ---------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Latency per face, throughput and memory per model.")
 def latency(
     models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
     threads: str = typer.Option(
@@ -257,7 +257,7 @@ def _print_latency(doc: dict) -> None:
 # --- accuracy --------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Accuracy, macro-F1 and the loss against a reference.")
 def accuracy(
     models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
@@ -354,7 +354,7 @@ def _print_accuracy(doc: dict) -> None:
 # --- report ----------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="report.md and plots from a results folder.")
 def report(
     out_dir: Path = typer.Option(
         DEFAULT_OUT, "--out", help="Results folder to report on; report.md lands there."
@@ -385,7 +385,7 @@ def _report(out_dir: Path, force: bool) -> None:
 # --- all -------------------------------------------------------------------------------------------
 
 
-@app.command(name="all")
+@app.command(name="all", short_help="Latency, accuracy, pipeline and report in one command.")
 def run_all(
     models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
@@ -433,7 +433,7 @@ def run_all(
 # --- pipeline --------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Whole-pipeline FPS and the time of each stage.")
 def pipeline(
     source: str = typer.Option(
         ...,
@@ -490,7 +490,7 @@ def pipeline(
     _guarded(lambda: _pipeline(source, models, peer, settings, out_dir, force), out_dir)
 
 
-@app.command()
+@app.command(short_help="Write the 640x480 clip the pipeline is measured on.")
 def clip(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     out: Path = typer.Option(Path("runs/bench_clip.avi"), "--out", help="The video to write (.avi, MJPG)."),
@@ -574,7 +574,7 @@ def _print_pipeline(doc: dict) -> None:
 # --- training throughput ---------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Training images/s per architecture on this CPU.")
 def training(
     variants: str = typer.Option(
         DEFAULT_VARIANTS,

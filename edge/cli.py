@@ -31,7 +31,7 @@ models_app = typer.Typer(
     help="Model files: the shipped emotion models (list), the face detector's (fetch, path).",
     no_args_is_help=True,
 )
-app.add_typer(models_app, name="models")
+app.add_typer(models_app, name="models", short_help="The shipped models; the face detector's model file.")
 
 SOURCE_HELP = (
     "Camera index or device (/dev/video0), picamera (a Pi camera module, through Picamera2), video file "
@@ -69,7 +69,7 @@ def make_recognizer(
     return fer
 
 
-@app.command()
+@app.command(short_help="Emotions of the faces in images, or of face crops.")
 def predict(
     inputs: list[str] = typer.Argument(..., help="Image files and folders (searched recursively)."),
     crops: bool = typer.Option(
@@ -126,7 +126,7 @@ def predict(
     guarded(action)
 
 
-@app.command()
+@app.command(short_help="Live recognition: camera, video, stream, image or folder.")
 def run(
     source: str = typer.Option(
         "0",
@@ -231,7 +231,7 @@ def run(
     guarded(action)
 
 
-@app.command()
+@app.command(short_help="What a FER .tflite says about itself.")
 def info(
     model: Path | None = typer.Argument(None, help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
@@ -255,7 +255,7 @@ def info(
     guarded(action)
 
 
-@models_app.command("list")
+@models_app.command("list", short_help="The shipped emotion models: file, size, accuracy.")
 def models_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per model.")) -> None:
     """The shipped emotion models by the name --model takes: file, size, input, and accuracy and
     macro-F1 on FER2013 PublicTest as measured at export."""
@@ -283,7 +283,7 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="One JSON obj
     guarded(action)
 
 
-@models_app.command("fetch")
+@models_app.command("fetch", short_help="Download the BlazeFace model (SHA-256 checked).")
 def models_fetch(
     dest: Path | None = typer.Option(None, "--dest", help="Folder to put it in (default: the cache folder)."),
     url: str | None = typer.Option(
@@ -307,7 +307,7 @@ def models_fetch(
     guarded(action)
 
 
-@models_app.command("path")
+@models_app.command("path", short_help="The face detector model that would be used.")
 def models_path(
     detector_model: Path | None = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
 ) -> None:

@@ -49,7 +49,7 @@ def _guarded(run):
     return guarded(run, errors, interrupted)
 
 
-@app.command()
+@app.command(short_help="Keras to verified, self-describing TFLite variants.")
 def quantize(
     model: Path = typer.Option(
         ..., "--model", help="The trained Keras model (.keras) taking 48x48x1 raw pixels."
@@ -191,7 +191,7 @@ def _point_to_predict(out: Path, report: dict) -> None:
     console.print(f"measure: fer-bench latency --models {path}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="The variants quantize writes and what each is held to.")
 def formats(as_json: bool = typer.Option(False, "--json", help="Print the table as JSON.")):
     """The variants quantize writes: what each is, whether it needs --rep-data, and what it is held to.
 
@@ -213,7 +213,7 @@ def formats(as_json: bool = typer.Option(False, "--json", help="Print the table 
         print(f"{r['mode']:<8} {rep:<8} {verify:<16} {drop:<9} {r['quantization']}")
 
 
-@app.command()
+@app.command(short_help="What a .tflite says about itself.")
 def inspect(
     model: Path = typer.Argument(..., help="A .tflite file."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),

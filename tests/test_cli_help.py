@@ -28,3 +28,6 @@ def test_help_fits_80_columns_without_cutting_anything(app):
         assert result.exit_code == 0, (path, result.output)
         assert "…" not in result.output, (path, result.output)
         assert max(len(line) for line in result.output.splitlines()) <= 80, path
+        # A command list shows each command's whole one-line summary, not one cut off with "...".
+        listed = result.output.partition("Commands:")[2].splitlines()
+        assert not [line for line in listed if line.rstrip().endswith("...")], (path, result.output)

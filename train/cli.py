@@ -51,7 +51,7 @@ def _guarded(run):
     return guarded(run, (DataError, BalanceError, TrainError), interrupted)
 
 
-@app.command()
+@app.command(short_help="Train a registered model with its recipe (resumable).")
 def fit(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     out: Path = typer.Option(
@@ -157,7 +157,7 @@ def fit(
     _guarded(run)
 
 
-@app.command()
+@app.command(short_help="Accuracy, macro-F1, per-class metrics, confusion matrix.")
 def evaluate(
     model: Path = typer.Option(..., "--model", help="A .keras model (e.g. a run's model.keras)."),
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
@@ -203,7 +203,7 @@ def evaluate(
     _guarded(run)
 
 
-@app.command()
+@app.command(short_help="Architectures trained at an equal budget, one table.")
 def compare(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     archs: str = typer.Option("cnn,vgg16,inceptionv3", help="Comma-separated architectures."),
