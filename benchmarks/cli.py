@@ -351,85 +351,6 @@ def _print_accuracy(doc: dict) -> None:
         out.print(f"reference {ref['model']} ({ref['kind']}): accuracy {100 * ref['accuracy']:.2f}%")
 
 
-# --- report ----------------------------------------------------------------------------------------
-
-
-@app.command(short_help="report.md and plots from a results folder.")
-def report(
-    out_dir: Path = typer.Option(
-        DEFAULT_OUT, "--out", help="Results folder to report on; report.md lands there."
-    ),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing report.md/report.json."),
-) -> None:
-    """One Markdown report (report.md) with tables and PNG plots, plus report.json, from a results folder.
-
-    Reads latency.json, accuracy.json and pipeline.json, whichever are there: accuracy against latency
-    per model, latency distributions, confusion matrices and the pipeline's stage split.
-    """
-    held = out_dir if Path(out_dir).is_dir() else None  # a missing folder is an error, not made
-    _guarded(lambda: _report(out_dir, force), held)
-
-
-def _report(out_dir: Path, force: bool) -> None:
-    from fer_bench import report as rep
-
-    if not Path(out_dir).is_dir():
-        raise BenchError(f"{out_dir}: no such results folder")
-    _check_free(rep.outputs(out_dir), force)
-    md, js, notes = rep.write(Path(out_dir))
-    for n in notes:
-        _note(n)
-    err.print(f"wrote {md} and {js}")
-
-
-# --- all -------------------------------------------------------------------------------------------
-
-
-@app.command(name="all", short_help="Latency, accuracy, pipeline and report in one command.")
-def run_all(
-    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
-    data: Path = typer.Option(..., "--data", help=DATA_HELP),
-    split: str = typer.Option("test", help="Split to score on."),
-    reference: Path = typer.Option(None, help="Reference for the accuracy loss (.keras or fp32 .tflite)."),
-    limit: int = typer.Option(None, min=1, help="Score a fixed random subset of this many faces."),
-    threads: str = typer.Option(lat.Settings.threads, help="Thread counts for latency, comma-separated."),
-    runs: int = typer.Option(
-        lat.Settings.runs, min=1, max=lat.MAX_RUNS, help="Timed latency calls per model and thread."
-    ),
-    warmup: int = typer.Option(lat.Settings.warmup, min=0, help="Untimed latency calls first."),
-    pin_core: int = typer.Option(None, "--pin-core", help="Run latency on this CPU core only."),
-    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
-    source: str = typer.Option(
-        None, "--source", help="Also run the pipeline benchmark on this video or folder."
-    ),
-    detector_model: Path = typer.Option(None, "--detector-model", help="BlazeFace .tflite for the pipeline."),
-    out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-) -> None:
-    """Everything in one command: latency, accuracy, the pipeline (with --source), then the report.
-
-    Each part runs with its own command's defaults except for the options given here.
-    """
-    timing = lat.Settings(threads=threads, runs=runs, warmup=warmup, pin_core=pin_core)
-    frames = pipe.Settings(detector_model=str(detector_model) if detector_model else None)
-
-    def go():
-        from fer_bench import report as rep
-
-        kinds = ["latency", "accuracy"] + (["pipeline"] if source else [])
-        _check_free([rep.result_file(out_dir, k) for k in kinds] + rep.outputs(out_dir), force)
-        _check_reference(reference)
-        if source:
-            pipe.check_source(source, frames)
-        _latency(models, timing, peer, data, True, out_dir, force)
-        _accuracy(models, data, split, reference, limit, peer, acc.THREADS, out_dir, force)
-        if source:
-            _pipeline(source, models, peer, frames, out_dir, force)
-        _report(out_dir, force)
-
-    _guarded(go, out_dir)
-
-
 # --- pipeline --------------------------------------------------------------------------------------
 
 
@@ -611,6 +532,85 @@ def training(
         typer.echo(tr.to_markdown(doc))
 
     _guarded(run, out)
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+@app.command(short_help="report.md and plots from a results folder.")
+def report(
+    out_dir: Path = typer.Option(
+        DEFAULT_OUT, "--out", help="Results folder to report on; report.md lands there."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing report.md/report.json."),
+) -> None:
+    """One Markdown report (report.md) with tables and PNG plots, plus report.json, from a results folder.
+
+    Reads latency.json, accuracy.json and pipeline.json, whichever are there: accuracy against latency
+    per model, latency distributions, confusion matrices and the pipeline's stage split.
+    """
+    held = out_dir if Path(out_dir).is_dir() else None  # a missing folder is an error, not made
+    _guarded(lambda: _report(out_dir, force), held)
+
+
+def _report(out_dir: Path, force: bool) -> None:
+    from fer_bench import report as rep
+
+    if not Path(out_dir).is_dir():
+        raise BenchError(f"{out_dir}: no such results folder")
+    _check_free(rep.outputs(out_dir), force)
+    md, js, notes = rep.write(Path(out_dir))
+    for n in notes:
+        _note(n)
+    err.print(f"wrote {md} and {js}")
+
+
+# --- all -------------------------------------------------------------------------------------------
+
+
+@app.command(name="all", short_help="Latency, accuracy, pipeline and report in one command.")
+def run_all(
+    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
+    data: Path = typer.Option(..., "--data", help=DATA_HELP),
+    split: str = typer.Option("test", help="Split to score on."),
+    reference: Path = typer.Option(None, help="Reference for the accuracy loss (.keras or fp32 .tflite)."),
+    limit: int = typer.Option(None, min=1, help="Score a fixed random subset of this many faces."),
+    threads: str = typer.Option(lat.Settings.threads, help="Thread counts for latency, comma-separated."),
+    runs: int = typer.Option(
+        lat.Settings.runs, min=1, max=lat.MAX_RUNS, help="Timed latency calls per model and thread."
+    ),
+    warmup: int = typer.Option(lat.Settings.warmup, min=0, help="Untimed latency calls first."),
+    pin_core: int = typer.Option(None, "--pin-core", help="Run latency on this CPU core only."),
+    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
+    source: str = typer.Option(
+        None, "--source", help="Also run the pipeline benchmark on this video or folder."
+    ),
+    detector_model: Path = typer.Option(None, "--detector-model", help="BlazeFace .tflite for the pipeline."),
+    out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Everything in one command: latency, accuracy, the pipeline (with --source), then the report.
+
+    Each part runs with its own command's defaults except for the options given here.
+    """
+    timing = lat.Settings(threads=threads, runs=runs, warmup=warmup, pin_core=pin_core)
+    frames = pipe.Settings(detector_model=str(detector_model) if detector_model else None)
+
+    def go():
+        from fer_bench import report as rep
+
+        kinds = ["latency", "accuracy"] + (["pipeline"] if source else [])
+        _check_free([rep.result_file(out_dir, k) for k in kinds] + rep.outputs(out_dir), force)
+        _check_reference(reference)
+        if source:
+            pipe.check_source(source, frames)
+        _latency(models, timing, peer, data, True, out_dir, force)
+        _accuracy(models, data, split, reference, limit, peer, acc.THREADS, out_dir, force)
+        if source:
+            _pipeline(source, models, peer, frames, out_dir, force)
+        _report(out_dir, force)
+
+    _guarded(go, out_dir)
 
 
 def main() -> None:
