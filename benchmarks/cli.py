@@ -25,22 +25,17 @@ from fer_bench import latency as lat
 from fer_bench import pipeline as pipe
 from fer_bench.errors import BenchError
 from fer_bench.training import DEFAULT_VARIANTS
-from fer_edge.cli_errors import guarded
+from fer_edge.cli_errors import guarded, make_app
 from fer_edge.runtime import MAX_THREADS
 
 os.environ.setdefault(
     "TF_CPP_MIN_LOG_LEVEL", "3"
 )  # a .keras reference imports TensorFlow; its chatter is noise
 
-app = typer.Typer(
-    # Plain Click help: option help wraps under the option at any width instead of being cut off.
-    rich_markup_mode=None,
-    help="Benchmark FER .tflite models: latency, accuracy and its loss against a reference, whole-pipeline "
+app = make_app(
+    "Benchmark FER .tflite models: latency, accuracy and its loss against a reference, whole-pipeline "
     "FPS, and one Markdown report with plots. Every command writes JSON into --out; `report` turns the "
-    "folder into report.md.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    "folder into report.md."
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, however long
 # Piped into a file, a table keeps all its columns instead of being cut at 80.

@@ -14,22 +14,12 @@ import typer
 from fer_edge import cli_errors
 from fer_edge.runtime import MAX_THREADS
 
-app = typer.Typer(
-    # Plain Click help: option help wraps under the option at any width instead of being cut off.
-    rich_markup_mode=None,
-    help=(
-        "Facial emotion recognition on the edge: detect faces, classify seven emotions with a FER .tflite "
-        "(labels and input spec are read from the model), on images, video files, cameras and RTSP streams."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+app = cli_errors.make_app(
+    "Facial emotion recognition on the edge: detect faces, classify seven emotions with a FER .tflite "
+    "(labels and input spec are read from the model), on images, video files, cameras and RTSP streams."
 )
-models_app = typer.Typer(
-    # Plain Click help: option help wraps under the option at any width instead of being cut off.
-    rich_markup_mode=None,
-    help="Model files: the shipped emotion models (list), the face detector's (fetch, path).",
-    no_args_is_help=True,
+models_app = cli_errors.make_app(
+    "Model files: the shipped emotion models (list), the face detector's (fetch, path).", version=False
 )
 app.add_typer(models_app, name="models", short_help="The shipped models; the face detector's model file.")
 

@@ -1,7 +1,9 @@
-"""How every CLI of the toolkit ends on a failure the user can fix: one `error:` line, exit status 2.
+"""What every CLI of the toolkit shares: its Typer app, and how it ends on a failure the user can fix
+(one `error:` line, exit status 2).
 
-fer-train, fer-export, fer-bench and fer-edge all run their commands through `guarded`, each naming
-its own error types and what Ctrl-C leaves behind. A traceback is left only for a bug.
+fer-train, fer-export, fer-bench and fer-edge are each made by `make_app` and run their commands
+through `guarded`, each naming its own error types and what Ctrl-C leaves behind. A traceback is left
+only for a bug.
 """
 
 from __future__ import annotations
@@ -20,6 +22,42 @@ from fer_edge.errors import EdgeError, printable
 from fer_edge.signals import sigterm_as_ctrl_c
 
 T = TypeVar("T")
+DISTRIBUTION = "fer-edge-toolkit"
+
+
+def make_app(help: str, version: bool = True) -> typer.Typer:
+    """A command group with plain Click help, so option help wraps under the option at any width
+    instead of being cut off, and (for a top-level command) `--version`."""
+    app = typer.Typer(
+        rich_markup_mode=None,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    if version:
+
+        @app.callback()
+        def _options(
+            version: bool = typer.Option(
+                False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+            ),
+        ) -> None:
+            pass
+
+    return app
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib import metadata
+
+        try:
+            number = metadata.version(DISTRIBUTION)
+        except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        typer.echo(f"{DISTRIBUTION} {number}")
+        raise typer.Exit()
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -15,24 +15,17 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from fer_edge.cli_errors import fail, guarded
+from fer_edge.cli_errors import fail, guarded, make_app
 from fer_edge.runtime import MAX_THREADS
 from fer_export.formats import FORMATS
 from fer_export.quantize import Options as Defaults
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
-app = typer.Typer(
-    # Plain Click help: option help wraps under the option at any width instead of being cut off.
-    rich_markup_mode=None,
-    help=(
-        "Export a trained FER Keras model to TFLite (fp32, fp16, dynamic-range, int8) with labels, "
-        "input spec and normalization embedded as TFLite metadata, check every model against Keras, "
-        "and report what each variant costs in size, accuracy and latency."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+app = make_app(
+    "Export a trained FER Keras model to TFLite (fp32, fp16, dynamic-range, int8) with labels, "
+    "input spec and normalization embedded as TFLite metadata, check every model against Keras, "
+    "and report what each variant costs in size, accuracy and latency."
 )
 console = Console(stderr=True)
 

@@ -31,3 +31,12 @@ def test_help_fits_80_columns_without_cutting_anything(app):
         # A command list shows each command's whole one-line summary, not one cut off with "...".
         listed = result.output.partition("Commands:")[2].splitlines()
         assert not [line for line in listed if line.rstrip().endswith("...")], (path, result.output)
+
+
+@pytest.mark.parametrize("app", [train, export, edge, bench], ids=["train", "export", "edge", "bench"])
+def test_version_names_the_installed_toolkit(app):
+    from importlib import metadata
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"fer-edge-toolkit {metadata.version('fer-edge-toolkit')}\n"

@@ -15,21 +15,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from fer_edge.cli_errors import fail, guarded
+from fer_edge.cli_errors import fail, guarded, make_app
 from fer_edge.errors import not_a_model_file
 from fer_train.balance import METHODS
 from fer_train.models import DEFAULT_MODEL, MODELS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
-app = typer.Typer(
-    # Plain Click help: option help wraps under the option at any width instead of being cut off.
-    rich_markup_mode=None,
-    help="Train, evaluate and compare facial-emotion models on FER2013 (CSV or image folders).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = make_app("Train, evaluate and compare facial-emotion models on FER2013 (CSV or image folders).")
 console = Console(stderr=True)
 
 DATA_HELP = "FER2013 as the Kaggle CSV (emotion,pixels,Usage) or a folder of <split>/<class>/*.jpg."
