@@ -136,6 +136,25 @@ def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path, monk
     assert line["faces"] == json.loads(single.stdout)["faces"] and not (tmp_path / "-").exists()
 
 
+def test_a_folders_images_of_other_shapes_keep_their_proportions_in_the_saved_video(env, models, tmp_path):
+    """The first image sets the video's size; a later one of another shape was stretched to it."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), textured_canvas(seed=1))  # 640x480
+    cv2.imwrite(str(folder / "b.png"), np.full((480, 240, 3), 200, np.uint8))  # portrait, plain grey
+    out = tmp_path / "o.avi"
+    result = invoke("run", "-s", folder, "-m", models["fp32"], "-d", "blazeface", "--save", out, "--no-show")
+    assert result.exit_code == 0, result.stderr
+    read = cv2.VideoCapture(str(out))
+    frames = [read.read()[1] for _ in range(2)]
+    read.release()
+    second = frames[1].astype(int)
+    assert second.shape == (480, 640, 3)
+    # 240 pixels wide at full height, centred: black bars of 200 pixels either side.
+    assert second[:, 20:180].max() < 40 and second[:, 460:620].max() < 40
+    assert abs(second[40:440, 340:440].mean() - 200) < 10
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [
