@@ -220,7 +220,12 @@ class Classifier:
         self._interpreter.set_tensor(self._input[0]["index"], self._quantize_input(batch))
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._output[0]["index"])
-        return self._dequantize_output(raw).reshape(n, self.num_classes)
+        probs = self._dequantize_output(raw).reshape(n, self.num_classes)
+        # A float output may hold NaN (a label scored NaN would be printed, and NaN is not JSON); a
+        # quantized one cannot, so int8 models skip the check.
+        if self.output_dtype.kind == "f" and not np.isfinite(probs).all():
+            raise ModelError(f"{self.path}: gives NaN or infinite scores; not a working classifier")
+        return probs
 
 
 def _interpreter_over(model: bytes, threads: int):

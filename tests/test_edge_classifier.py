@@ -173,6 +173,32 @@ def test_wrong_shape_model_is_refused(tmp_path):
         Classifier(path)
 
 
+def test_a_model_that_scores_nan_is_an_error_not_a_label(tmp_path):
+    """A float model whose scores came out NaN was printed as 'angry nan', and as JSON that is not JSON."""
+    import subprocess
+    import sys
+
+    import cv2
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    logits = keras.layers.Dense(7)(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: keras.ops.log(t - 1e9))(logits))
+    path = write_model(tmp_path / "nan.tflite", convert(model, "fp32"), model_json("fp32"))
+    face = synthetic_faces(per_class=1)[0][0]
+    with pytest.raises(ModelError, match="NaN or infinite scores"):
+        Classifier(path).predict(face)
+    cli = [sys.executable, "-m", "fer_edge", "predict", "--crops", "--json", "-m", str(path)]
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), face)
+    done = subprocess.run([*cli, str(image)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert (
+        done.stderr.strip().splitlines()[-1]
+        == f"error: {path}: gives NaN or infinite scores; not a working classifier"
+    )
+
+
 def _flatbuffer(path) -> bytes:
     """The model without its packed files: the bytes before the zip archive."""
     data = path.read_bytes()
