@@ -334,6 +334,20 @@ def _temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit a video frame of `size` (width, height), centred on black: a folder's
+    images of other shapes keep their proportions in the video instead of being stretched."""
+    import cv2
+
+    width, height = size
+    scale = min(width / image.shape[1], height / image.shape[0])
+    w, h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    frame = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - w) // 2, (height - h) // 2
+    frame[y : y + h, x : x + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return frame
+
+
 def process(
     fer: EmotionRecognizer,
     frames: Iterable[Frame],
@@ -401,17 +415,3 @@ def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
         print(f"error: {source.unreadable} image(s) could not be read", file=sys.stderr)
         return 2
     return 0
-
-
-def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` scaled to fit a video frame of `size` (width, height), centred on black: a folder's
-    images of other shapes keep their proportions in the video instead of being stretched."""
-    import cv2
-
-    width, height = size
-    scale = min(width / image.shape[1], height / image.shape[0])
-    w, h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
-    frame = np.zeros((height, width, 3), np.uint8)
-    x, y = (width - w) // 2, (height - h) // 2
-    frame[y : y + h, x : x + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    return frame
