@@ -86,6 +86,13 @@ def predict(
         min=1,
         help="Refuse images larger than this (default 50,000,000; $FER_MAX_PIXELS).",
     ),
+    save: Path | None = typer.Option(
+        None,
+        "--save",
+        help="Folder for a copy of each image with its faces drawn (same names; JPEG stays JPEG, "
+        "other formats become PNG).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite copies an earlier --save wrote."),
 ) -> None:
     """Emotions of the faces in images: detection + classification, or classification of crops.
 
@@ -96,16 +103,19 @@ def predict(
     """
 
     def action() -> int:
-        from fer_edge.images import list_images, set_max_pixels
-        from fer_edge.predict import run_predict
+        from fer_edge.images import named_images, set_max_pixels
+        from fer_edge.predict import Saves, run_predict
 
         set_max_pixels(max_pixels)  # every call: an earlier call's limit does not carry over
-        paths = list_images(inputs)  # before loading anything: a typo in a path is the commonest mistake
+        named = named_images(inputs)  # before loading anything: a typo in a path is the commonest mistake
+        if save is not None and crops:
+            cli_errors.fail("--save draws the faces found in images; with --crops nothing is found")
+        saves = Saves.plan(named, save, force) if save is not None else None
         fer = make_recognizer(
             model, None if crops else detector, detector_model, threads, margin, max_faces, min_face, labels
         )
         try:
-            done, failed = run_predict(fer, paths, crops, as_json)
+            done, failed = run_predict(fer, [path for path, _ in named], crops, as_json, saves=saves)
         finally:
             fer.close()
         if failed:

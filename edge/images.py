@@ -63,16 +63,22 @@ def _under_hidden(relative: Path) -> bool:
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named or found (recursively, sorted) in the folders named; an error for a missing path."""
-    out: list[Path] = []
+    return [path for path, _ in named_images(inputs)]
+
+
+def named_images(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """As `list_images`, each with its name: its path inside the folder named, or its file name."""
+    out: list[tuple[Path, Path]] = []
     for item in inputs:
         if not str(item).strip():  # Path("") is the current folder: an empty $VAR must not search it
             raise SourceError("an input is empty: give image files or folders")
         path = Path(item)
         if path.is_dir():
             found = (p for p in path.rglob("*") if p.is_file() and is_image(p))
-            out.extend(sorted(p for p in found if not _under_hidden(p.relative_to(path))))
+            names = sorted(p.relative_to(path) for p in found)
+            out.extend((path / name, name) for name in names if not _under_hidden(name))
         elif path.is_file():
-            out.append(path)
+            out.append((path, Path(path.name)))
         elif path.exists():  # a device, pipe or socket: no size to check before reading it
             raise SourceError(f"{path}: not a regular file or folder")
         else:

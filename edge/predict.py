@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import struct
 import sys
+import tempfile
 import time
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fer_edge.errors import printable
+from fer_edge.errors import SourceError, printable
 from fer_edge.images import UnreadableImage, read_image
+from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer
+from fer_train.files import (
+    ANNOTATED_MARK,
+    refuse_overwrite,
+    write_bytes,
+)  # pure Python, shared by every stage
 
 CHUNK = 64
 
@@ -48,8 +58,11 @@ def predict_crops(fer: EmotionRecognizer, paths: list[Path], failed: list[str]) 
             }
 
 
-def predict_frames(fer: EmotionRecognizer, paths: list[Path], failed: list[str]) -> Iterator[dict]:
-    """One record per image: every face found in it, with box, label and scores."""
+def predict_frames(
+    fer: EmotionRecognizer, paths: list[Path], failed: list[str], saves: Saves | None = None
+) -> Iterator[dict]:
+    """One record per image: every face found in it, with box, label and scores; with `saves`, a copy
+    of the image with its faces drawn on it."""
     for path in paths:
         try:
             image = read_image(path)
@@ -57,11 +70,71 @@ def predict_frames(fer: EmotionRecognizer, paths: list[Path], failed: list[str])
             failed.append(str(err))
             continue
         faces = fer(image)
+        if saves is not None:
+            saves.write(path, draw(image, faces))
         yield {
             "path": str(path),
             "size": [image.shape[1], image.shape[0]],
             "faces": [f.to_dict() for f in faces],
         }
+
+
+@dataclass
+class Saves:
+    """Where `predict --save DIR` writes each image's annotated copy: its name (its path inside the
+    folder given, or its file name) in DIR, JPEG as JPEG, any other format as PNG, signed so that
+    --force knows it for the tool's own."""
+
+    targets: dict[Path, Path]
+    force: bool
+
+    @classmethod
+    def plan(cls, named: list[tuple[Path, Path]], out_dir: Path, force: bool) -> Saves:
+        """Every target checked before any work: none written twice, over an input, or over a file
+        the user made."""
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SourceError(f"--save {out_dir}: a file, not a folder; give a folder for the copies")
+        inputs = {path.resolve() for path, _ in named}
+        targets: dict[Path, Path] = {}
+        by_target: dict[Path, Path] = {}
+        for path, name in named:
+            jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+            target = out_dir / name.with_suffix(path.suffix if jpeg else ".png")
+            if target in by_target:
+                raise SourceError(f"--save {out_dir}: {by_target[target]} and {path} would both be {target}")
+            if target.resolve() in inputs:
+                raise SourceError(f"--save {out_dir}: {target} is an input; save the copies elsewhere")
+            refuse_overwrite(target, force, kind="annotated")
+            targets[path] = by_target[target] = target
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=out_dir).close()
+        except OSError as err:
+            raise SourceError(f"--save {out_dir}: cannot write there ({err.strerror or err})") from None
+        return cls(targets, force)
+
+    def write(self, path: Path, image: np.ndarray) -> None:
+        import cv2
+
+        target = self.targets[path]
+        ok, encoded = cv2.imencode(target.suffix, image)
+        if not ok:
+            raise SourceError(f"--save {target}: OpenCV cannot write this image")
+        try:
+            write_bytes(target, _signed(encoded.tobytes()), replace=self.force)
+        except FileExistsError:
+            raise SourceError(f"--save {target}: a file of that name appeared meanwhile; kept") from None
+
+
+def _signed(data: bytes) -> bytes:
+    """The encoded image with ANNOTATED_MARK in it: a comment after a JPEG's start marker, a text
+    chunk after a PNG's header chunk."""
+    if data[:2] == b"\xff\xd8":
+        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(ANNOTATED_MARK) + 2) + ANNOTATED_MARK + data[2:]
+    chunk = b"tEXt" + b"Software\x00" + ANNOTATED_MARK
+    end = 8 + 25  # the signature, then IHDR: length, type, 13 bytes of data, CRC
+    packed = struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return data[:end] + packed + data[end:]
 
 
 def _fit(image: np.ndarray, size: int) -> np.ndarray:
@@ -84,12 +157,17 @@ def format_record(record: dict) -> str:
 
 
 def run_predict(
-    fer: EmotionRecognizer, paths: list[Path], crops: bool, as_json: bool, out=None
+    fer: EmotionRecognizer,
+    paths: list[Path],
+    crops: bool,
+    as_json: bool,
+    out=None,
+    saves: Saves | None = None,
 ) -> tuple[int, int]:
     """Print one line per image; returns (images done, images that could not be read)."""
     out = out or sys.stdout
     failed: list[str] = []
-    records = predict_crops(fer, paths, failed) if crops else predict_frames(fer, paths, failed)
+    records = predict_crops(fer, paths, failed) if crops else predict_frames(fer, paths, failed, saves)
     done = faces = 0
     start = time.perf_counter()
     with _progress(len(paths)) as advance:

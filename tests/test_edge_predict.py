@@ -75,6 +75,47 @@ def test_predict_finds_and_classifies_faces_in_images(env, models, tmp_path):
     assert one.exit_code == 0 and "1 face(s)" in one.stdout
 
 
+def test_save_writes_each_image_with_its_faces_drawn_and_never_over_the_users_files(env, models, tmp_path):
+    faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
+    photos = tmp_path / "photos"
+    (photos / "2025").mkdir(parents=True)
+    group = paste_faces(textured_canvas(seed=4), faces, PLACES)
+    cv2.imwrite(str(photos / "2025" / "group.jpg"), group)
+    cv2.imwrite(str(photos / "empty.bmp"), textured_canvas(seed=5))
+    cv2.imwrite(str(tmp_path / "group.png"), group)
+    out = tmp_path / "out"
+    args = ["predict", photos, tmp_path / "group.png", "-m", models["fp32"], "-d", "blazeface", "--save", out]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    # Named as in the folder given; JPEG stays JPEG, other formats become PNG; each signed.
+    saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert saved == ["2025/group.jpg", "empty.png", "group.png"]
+    assert b"fer-edge annotated image" in (out / "2025" / "group.jpg").read_bytes()[:200]
+    drawn = cv2.imread(str(out / "group.png")).astype(int)
+    assert drawn.shape == group.shape
+    changed = np.abs(drawn - group).max(axis=2) > 0
+    assert changed.any() and not changed[300:, :300].any()  # boxes and labels, not the empty corner
+    plain = cv2.imread(str(out / "empty.png")).astype(int)
+    assert np.array_equal(plain, textured_canvas(seed=5))  # no face, nothing drawn, nothing lost (PNG)
+    # Again: refused without --force, before any work; with it, its own copies are replaced.
+    again = invoke(*args)
+    assert again.exit_code == 2 and "exists already; use --force" in again.stderr and again.stdout == ""
+    assert invoke(*args, "--force").exit_code == 0
+    # A file of the user's at a copy's name survives --force.
+    (out / "empty.png").write_bytes(b"\x89PNG\r\n\x1a\n my drawing")
+    kept = invoke(*args, "--force")
+    assert kept.exit_code == 2 and "not an annotated image this tool wrote" in kept.stderr
+    assert (out / "empty.png").read_bytes() == b"\x89PNG\r\n\x1a\n my drawing"
+    # Two inputs that would share a name, a copy over its own input, and crops are refused up front.
+    cv2.imwrite(str(photos / "empty.png"), textured_canvas(seed=6))
+    clash = invoke("predict", photos, "-m", models["fp32"], "--save", tmp_path / "other")
+    assert clash.exit_code == 2 and "would both be" in clash.stderr and not (tmp_path / "other").exists()
+    onto = invoke("predict", photos / "empty.png", "-m", models["fp32"], "--save", photos, "--force")
+    assert onto.exit_code == 2 and "is an input" in onto.stderr
+    crops = invoke("predict", photos, "--crops", "-m", models["fp32"], "--save", tmp_path / "c")
+    assert crops.exit_code == 2 and "with --crops" in crops.stderr
+
+
 def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
     cv2.imwrite(str(tmp_path / "good.png"), shared_faces(env, per_class=1)[0][1])
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")

@@ -66,8 +66,9 @@ def move_into_place(tmp: Path, path: Path, replace: bool) -> None:
     tmp.unlink()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then move it into place.
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], replace: bool = True) -> Path:
+    """Call `write(tmp_path)` on a temporary file beside `path`, then move it into place (without
+    `replace`, never over a file that appeared meanwhile: FileExistsError).
 
     The temporary name keeps `path`'s suffix, because some writers (Keras, Matplotlib) choose the
     format from it.
@@ -81,7 +82,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     try:
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make results private to the writer
-        os.replace(tmp_path, path)
+        move_into_place(tmp_path, path, replace)
     except OSError as err:
         if err.filename in (None, str(tmp_path)):  # a full disk names no file, or the hidden temporary one
             raise OSError(err.errno, f"cannot write ({err.strerror or err}); not kept", str(path)) from None
@@ -102,8 +103,8 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda p: p.write_bytes(data))
+def write_bytes(path: str | os.PathLike, data: bytes, replace: bool = True) -> Path:
+    return atomic_write(path, lambda p: p.write_bytes(data), replace)
 
 
 def read_json(path: str | os.PathLike, limit: int = 64 << 20):
@@ -171,6 +172,14 @@ def _video(magic: Callable[[bytes], bool]) -> Callable[..., bool]:
     return lambda head, tail, size, path: magic(head) and (b"Lavf" in head or b"Lavf" in tail)
 
 
+# fer-edge predict --save signs each image it draws on: a JPEG comment, a PNG text chunk.
+ANNOTATED_MARK = b"fer-edge annotated image"
+
+
+def _annotated(head: bytes, tail: bytes, size: int, path: Path) -> bool:
+    return head[:2] in (b"\xff\xd8", b"\x89P") and ANNOTATED_MARK in head
+
+
 def _labels(head: bytes, tail: bytes, size: int, path: Path) -> bool:
     from fer_train.spec import CLASSES  # export writes the labels one per line, in the model's order
 
@@ -196,6 +205,7 @@ OUTPUT_KINDS: dict[str, tuple[str, Callable[[bytes, bytes, int, Path], bool]]] =
     ".avi": ("an AVI video", _video(lambda head: head[:4] == b"RIFF" and head[8:12] == b"AVI ")),
     ".mkv": ("a Matroska video", _video(lambda head: head[:4] == b"\x1a\x45\xdf\xa3")),
     ".txt": ("a labels file", _labels),
+    "annotated": ("an annotated image", _annotated),
 }
 
 
