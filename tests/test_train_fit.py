@@ -604,6 +604,18 @@ def test_atomic_writes_never_replace_a_device_or_pipe(tmp_path):
         refuse_overwrite(pipe.with_name("notes.txt") / "out" / "report.json", force=False)
 
 
+def test_an_atomic_write_without_replace_keeps_a_file_that_appeared_meanwhile(tmp_path):
+    from fer_train.files import write_bytes
+
+    path = tmp_path / "copy.png"
+    write_bytes(path, b"first", replace=False)
+    with pytest.raises(FileExistsError):
+        write_bytes(path, b"second", replace=False)
+    assert path.read_bytes() == b"first" and os.listdir(tmp_path) == ["copy.png"]  # no temporary left
+    write_bytes(path, b"second")
+    assert path.read_bytes() == b"second"
+
+
 def test_fit_refuses_model_options_before_reading_data_or_making_the_run_folder(tiny_csv, tmp_path):
     # A wrong option fails at once, not after minutes of loading 28,709 faces.
     result = _cli("fit", "--data", tiny_csv, "--out", tmp_path / "r", "--width", "0.5")

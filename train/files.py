@@ -83,6 +83,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], replace
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make results private to the writer
         move_into_place(tmp_path, path, replace)
+    except FileExistsError:
+        raise  # without `replace`: a file appeared at `path` meanwhile, and stays
     except OSError as err:
         if err.filename in (None, str(tmp_path)):  # a full disk names no file, or the hidden temporary one
             raise OSError(err.errno, f"cannot write ({err.strerror or err}); not kept", str(path)) from None
