@@ -126,7 +126,6 @@ def quantize(
     def run():
         from fer_train.backend import import_keras
 
-        import_keras()  # TensorFlow without its C++ start-up chatter
         opts = q.Options(
             model=model,
             out=out,
@@ -149,6 +148,8 @@ def quantize(
             seed=seed,
             skip_bad=skip_bad,
         )
+        q.check_options(opts)  # a typo is named at once, not after the seconds TensorFlow takes to load
+        import_keras()  # TensorFlow without its C++ start-up chatter
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         # A bar on a terminal only: elsewhere (logs, pipes) Rich would leave an empty line behind.
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:

@@ -137,6 +137,8 @@ def check_options(opts: Options) -> None:
         raise ExportError(
             f"{opts.model}: not a Keras model file (expected .keras or .h5, a run's model.keras)"
         )
+    if opts.name:
+        checked_name(opts.name, given=True)
     if opts.quantizer not in QUANTIZERS:
         raise ExportError(f"unknown quantizer {opts.quantizer!r}: use converter or litert")
     calibrated = [m for m in opts.modes if FORMAT[m].needs_rep_data]

@@ -629,3 +629,32 @@ def test_fit_refuses_model_options_before_reading_data_or_making_the_run_folder(
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"{weights}: not fer_vgg16's no-top weights file" in result.output, result.output
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("cli", "args", "message"),
+    [
+        ("fer_train", ["fit", "--data", "/nonexistent/fer", "--out", "{tmp}/r"], "no such file or folder"),
+        ("fer_train", ["fit", "--data", "{tmp}", "--model", "resnet", "--out", "{tmp}/r"], "unknown model"),
+        ("fer_train", ["evaluate", "--model", "{tmp}/m.keras", "--data", "{tmp}"], "no such model file"),
+        ("fer_train", ["compare", "--data", "{tmp}", "--archs", "cnn,vgg", "--epochs", "1"], "unknown model"),
+        ("fer_export", ["quantize", "--model", "{tmp}/m.keras", "--out", "{tmp}/e"], "no such model file"),
+        (
+            "fer_export",
+            ["quantize", "--model", "{tmp}/m.keras", "--mode", "int4", "--out", "{tmp}/e"],
+            "unknown mode",
+        ),
+    ],
+)
+def test_a_typo_is_named_before_tensorflow_loads(tmp_path, cli, args, message):
+    """A mistyped path, model or mode was reported only after TensorFlow's seconds of loading."""
+    code = (
+        f"import sys; from {cli}.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    code = done.code\n"
+        "print('tensorflow' in sys.modules, code)"
+    )
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False 2", done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error:") and message in done.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "e").exists()

@@ -32,6 +32,22 @@ def _log(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True)
 
 
+def _typos_first(data: Path, archs: dict[str, dict] | None = None, keras_file: Path | None = None) -> None:
+    """What a typo breaks (a path, a model's name or option) said at once, not after the seconds
+    TensorFlow takes to load."""
+    from fer_train.data import DataError, check_source
+    from fer_train.models import check_options
+
+    try:
+        for arch, options in (archs or {}).items():
+            check_options(arch, options)
+        check_source(data)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    if keras_file is not None and (why := not_a_model_file(Path(keras_file), ".keras file")):
+        fail(why)
+
+
 def _guarded(run):
     from fer_train.backend import import_keras
 
@@ -138,6 +154,9 @@ def fit(
         fail(f"unknown --balance {balance!r}: use one of {', '.join(METHODS)}")
     if weights and (why := not_a_model_file(Path(weights), "weights file", "no such weights file")):
         fail(why)
+    _typos_first(data, {model: options})
+    if val_data is not None:
+        _typos_first(val_data)
 
     def run():
         from fer_train.fit import fit as run_fit  # imports TensorFlow: only after _guarded silenced it
@@ -164,6 +183,7 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
 ) -> None:
     """Evaluate a model: single-crop and flip-TTA accuracy, macro-F1, per-class recall."""
+    _typos_first(data, None, model)
 
     def run():
         from fer_train import data as fer_data
@@ -231,6 +251,7 @@ def compare(
     they stopped.
     """
     names = list(dict.fromkeys(a.strip() for a in archs.split(",") if a.strip()))  # each once
+    _typos_first(data, dict.fromkeys(names, {}))
 
     def run():
         from fer_train.compare import compare as run_compare  # imports TensorFlow, once silenced

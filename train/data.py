@@ -54,13 +54,7 @@ def load(
     `<class>/*.jpg` directly. With `skip_bad`, malformed rows and unreadable images are left out and
     listed in `Dataset.skipped`; without it the first one raises DataError.
     """
-    src = Path(path).expanduser()
-    if not src.exists():
-        raise DataError(f"{src}: no such file or folder")
-    if not src.is_file() and not src.is_dir():
-        raise DataError(f"{src}: not a file or folder (--data takes the FER2013 CSV or image folders)")
-    if src.is_file() and is_image(src):
-        raise DataError(f"{src}: an image; --data takes the FER2013 CSV or a folder of <split>/<class>/")
+    src = check_source(path)
     usage = canonical_split(split) if split.lower() in SPLIT_ALIASES else split
     source = src
     if src.is_file():
@@ -84,6 +78,18 @@ def load(
     if cache:
         _write_cache(cached, data)
     return data
+
+
+def check_source(path: str | os.PathLike) -> Path:
+    """The path, if it can be FER2013 at all (a CSV file or a folder); DataError for a typo."""
+    src = Path(path).expanduser()
+    if not src.exists():
+        raise DataError(f"{src}: no such file or folder")
+    if not src.is_file() and not src.is_dir():
+        raise DataError(f"{src}: not a file or folder (--data takes the FER2013 CSV or image folders)")
+    if src.is_file() and is_image(src):
+        raise DataError(f"{src}: an image; --data takes the FER2013 CSV or a folder of <split>/<class>/")
+    return src
 
 
 def _check_not_empty(labels: np.ndarray, src: Path, usage: str) -> None:
