@@ -81,6 +81,7 @@ class EmotionRecognizer:
         )
         self.detector = None
         self.detector_reason = ""
+        self._closed = False
         if detector is not None:
             from fer_edge.detectors import make_detector
 
@@ -95,6 +96,8 @@ class EmotionRecognizer:
         return self.classifier.labels
 
     def detect(self, frame: np.ndarray, color: str = "bgr") -> list[Box]:
+        if self._closed:  # its detector is released; "no detector" would blame the wrong thing
+            raise ValueError("this recognizer is closed: detect inside its `with` block, or make a new one")
         if self.detector is None:
             raise ValueError("this recognizer has no detector: pass boxes")
         if frame.ndim == 2:
@@ -152,6 +155,7 @@ class EmotionRecognizer:
         if self.detector is not None:
             self.detector.close()
             self.detector = None
+            self._closed = True  # detection is over; classifying the caller's boxes still works
 
     def __enter__(self) -> EmotionRecognizer:
         return self

@@ -239,6 +239,13 @@ def test_api_detects_or_takes_boxes_in_bgr_or_rgb(env, models):
     for odd in (np.zeros((0, 0, 3), np.uint8), np.zeros((48, 48, 2), np.uint8)):  # not OpenCV's assertion
         with pytest.raises(ValueError, match="frame must be a uint8 image"):
             EmotionRecognizer(models["fp32"], detector=None)(odd, boxes=[(0, 0, 48, 48)])
+    # Used after its `with` block, it says it is closed (it said "no detector: pass boxes"); the
+    # caller's boxes are still classified.
+    with pytest.raises(ValueError, match="this recognizer is closed"):
+        fer(frame)
+    assert [f.to_dict() for f in fer(frame, boxes=[(x, y, s, s) for x, y, s in PLACES])] == [
+        f.to_dict() for f in given
+    ]
 
 
 def test_crops_repeat_the_frame_edge_and_stay_bounded():
