@@ -18,11 +18,7 @@ from fer_edge.errors import SourceError, printable
 from fer_edge.images import UnreadableImage, read_image
 from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer
-from fer_train.files import (
-    ANNOTATED_MARK,
-    refuse_overwrite,
-    write_bytes,
-)  # pure Python, shared by every stage
+from fer_train.files import ANNOTATED_MARK, refuse_overwrite, write_bytes  # pure Python, as edge needs
 
 CHUNK = 64
 
