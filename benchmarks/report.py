@@ -69,8 +69,8 @@ def _check_readable(folder: Path, kind: str, doc: dict) -> None:
 def _unreadable(folder: Path, kind: str, err: Exception) -> BenchError:
     what = f"no {err}" if isinstance(err, KeyError) else str(err)
     return BenchError(
-        f"{result_file(folder, kind)}: a field is missing or wrong ({what}); measure again "
-        f"(fer-bench {kind} --out {folder} --force)"
+        f"{result_file(folder, kind)}: a field is missing or wrong ({what}); measure it again "
+        f"(fer-bench {kind} ... --out {folder} --force)"
     )
 
 
