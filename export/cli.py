@@ -107,7 +107,9 @@ def quantize(
         max=1.0,
         help="Override every variant's tolerance on the mean |probability difference| to Keras.",
     ),
-    seed: int = typer.Option(Defaults.seed, help="Seed for the representative and eval subsets."),
+    seed: int = typer.Option(
+        Defaults.seed, min=0, max=2**32 - 1, help="Seed for the representative and eval subsets."
+    ),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Leave unreadable images and malformed rows out."
     ),

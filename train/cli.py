@@ -115,7 +115,9 @@ def fit(
     skip_bad: bool = typer.Option(
         None, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
     ),
-    seed: int = typer.Option(None, help="Seed of every random choice: weights, shuffling, augmentation."),
+    seed: int = typer.Option(
+        None, min=0, max=2**32 - 1, help="Seed of every random choice: weights, shuffling, augmentation."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Start over in a folder that holds a finished or other run."
     ),

@@ -178,6 +178,8 @@ def _check_numbers(cfg: FitConfig) -> None:
             raise TrainError(f"{name} {value}: a number of at least {least}")
     if cfg.budget_minutes is not None and not cfg.budget_minutes > 0:
         raise TrainError(f"--budget-minutes {cfg.budget_minutes}: a positive number of minutes")
+    if not 0 <= cfg.seed < 2**32:  # NumPy's and imbalanced-learn's range; beyond it they fail mid-load
+        raise TrainError(f"--seed {cfg.seed}: a whole number from 0 to {2**32 - 1}")
 
 
 def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
