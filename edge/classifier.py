@@ -42,8 +42,10 @@ def resolve_model(model: str | Path | None) -> Path:
     if fer_models is None:
         raise ModelError("no default model: the fer_models package is missing; pass --model PATH")
     if name not in fer_models.SHIPPED:
-        # Neither a file nor a shipped name: the Classifier's "no such file" names it.
-        return Path(name)
+        if Path(name).suffix or len(Path(name).parts) > 1:  # a path: the Classifier's "no such file"
+            return Path(name)
+        # A bare word is more likely a mistyped name than a file without a suffix.
+        raise ModelError(f"{name}: no such model file or shipped model ({', '.join(fer_models.SHIPPED)})")
     path = fer_models.shipped(name)
     if path is None and name == "default":
         raise ModelError(f"no default model shipped yet ({fer_models.DEFAULT_MODEL}); pass --model PATH")

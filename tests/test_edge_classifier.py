@@ -226,5 +226,8 @@ def test_a_shipped_models_name_is_that_model_as_in_emotion_recognizer():
     by_name, by_path = Classifier("nano"), Classifier(path)
     assert by_name.path == path
     np.testing.assert_array_equal(by_name.predict(faces), by_path.predict(faces))
-    with pytest.raises(ModelError, match="nanoo: no such model file"):
+    # A mistyped name is told from a missing file: the message lists the names.
+    with pytest.raises(ModelError, match=r"nanoo: no such model file or shipped model \(default, .*nano"):
         Classifier("nanoo")
+    with pytest.raises(ModelError, match=r"nanoo.tflite: no such model file$"):
+        Classifier("nanoo.tflite")
