@@ -314,6 +314,7 @@ def _cli(*args):
         (["fit", "--data", "{bad}", "--out", "{tmp}/r"], "bad.csv:2: expected 2304 pixels"),
         (["evaluate", "--model", "{csv}", "--data", "{csv}"], "not a Keras model"),
         (["evaluate", "--model", "{tmp}/none.keras", "--data", "{csv}"], "no such model file"),
+        (["evaluate", "--model", "{tmp}/m.tflite", "--data", "{csv}"], "fer-bench accuracy --models"),
         (["evaluate", "--model", "{csv}", "--data", "{csv}", "--out", "{tmp}"], "is a folder, not a file"),
         (["evaluate", "--model", "{five}", "--data", "{csv}"], "gives 5 classes; a FER model"),
         (
@@ -325,6 +326,7 @@ def _cli(*args):
 def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
+    (tmp_path / "m.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3")  # an exported model given by mistake
     five = tmp_path / "five.keras"  # another task's model: 48x48 faces in, 5 classes out
     uses_five = "{five}" in args
     if uses_five:

@@ -46,6 +46,11 @@ def _typos_first(data: Path, archs: dict[str, dict] | None = None, keras_file: P
         fail(str(err))
     if keras_file is not None and (why := not_a_model_file(Path(keras_file), ".keras file")):
         fail(why)
+    if keras_file is not None and Path(keras_file).suffix.lower() == ".tflite":
+        fail(
+            f"{keras_file}: an exported model; this takes the .keras it came from "
+            f"(fer-bench accuracy --models {keras_file} scores a .tflite)"
+        )
 
 
 def _guarded(run):
