@@ -53,9 +53,14 @@ def is_live(source: str) -> bool:
 
 
 def open_source(
-    source: str, reconnect: int = 5, backoff: float = 0.5, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S
+    source: str,
+    reconnect: int = 5,
+    backoff: float = 0.5,
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
+    realtime: bool = False,
 ) -> FrameSource:
-    """The frame source `source` names; a SourceError when it does not exist or cannot be read."""
+    """The frame source `source` names; a SourceError when it does not exist or cannot be read.
+    `realtime`: a video file's frames come at its own frame rate, not as fast as they decode."""
     if not source.strip():  # Path("") is the current folder: an empty $VAR must not run on it
         raise SourceError("--source is empty: give a camera index, file, folder or URL")
     if source.lower() in PICAMERA_NAMES:
@@ -65,7 +70,7 @@ def open_source(
         if not source.isdigit() and _frame_count(capture) > 0:
             # A video file served over the network has a length: read every frame to its end, as from
             # a local file; only a live stream (no length) reconnects when it breaks.
-            return VideoSource(source, capture)
+            return VideoSource(source, capture, realtime)
         return LiveSource(source, reconnect, backoff, capture=capture, open_timeout=open_timeout)
     path = Path(source)
     if path.is_dir():
@@ -75,10 +80,10 @@ def open_source(
     if path.is_char_device():  # /dev/video0: a camera
         return LiveSource(source, reconnect, backoff, open_timeout=open_timeout)
     if not path.is_file():  # a named pipe: opening it waits for a writer, which may never come
-        return VideoSource(path, open_stream(source, open_timeout))
+        return VideoSource(path, open_stream(source, open_timeout), realtime)
     if is_image(path):
         return ImageSource([path])
-    return VideoSource(path)
+    return VideoSource(path, realtime=realtime)
 
 
 class FrameSource:
@@ -205,8 +210,8 @@ def _frame_count(capture) -> int:
 class VideoSource(FrameSource):
     """A video read frame by frame to its end: a file, or a file served over the network."""
 
-    def __init__(self, path: Path | str, capture=None):
-        self.path = path
+    def __init__(self, path: Path | str, capture=None, realtime: bool = False):
+        self.path, self.realtime = path, realtime
         self._capture = capture if capture is not None else _open_capture(str(path))
         if self._capture is not None:
             _check_frame_size(self._capture, path)
@@ -222,7 +227,12 @@ class VideoSource(FrameSource):
     def frames(self) -> Iterator[Frame]:
         index, image = 0, self._first
         self._first = None
+        start = time.monotonic()
         while image is not None:
+            if self.realtime and self.fps > 0:
+                # Frame i is due i/fps after the first; a late frame is not dropped, only not waited for.
+                # A signal interrupts the sleep, so Ctrl-C still ends the run at once.
+                time.sleep(max(0.0, start + index / self.fps - time.monotonic()))
             yield Frame(index, image, time.time())
             index += 1
             ok, image = self._capture.read()

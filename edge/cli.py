@@ -184,6 +184,12 @@ def run(
         min=0.1,
         help="Seconds to wait for a camera or stream to answer, or a named pipe's writer, when opening it.",
     ),
+    realtime: bool = typer.Option(
+        False,
+        "--realtime",
+        help="Play a video file at its own frame rate (to watch it with --show or --serve), not as fast "
+        "as it decodes.",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing --save and --json-file outputs."),
     max_pixels: int | None = typer.Option(
         None,
@@ -219,6 +225,7 @@ def run(
             max_frames=max_frames,
             reconnect=reconnect,
             open_timeout=open_timeout,
+            realtime=realtime,
             force=force,
         )
         check_outputs(options)  # before the model loads: a typo in an output path is found at once

@@ -43,6 +43,7 @@ class LiveOptions:
     reconnect: int = 5
     backoff: float = 0.5
     open_timeout: float = 10.0
+    realtime: bool = False
     force: bool = False
 
 
@@ -386,7 +387,8 @@ def process(
 
 def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
     """`fer-edge run`: returns the exit status; prints the summary however the run ends."""
-    source = open_source(options.source, options.reconnect, options.backoff, options.open_timeout)
+    o = options
+    source = open_source(o.source, o.reconnect, o.backoff, o.open_timeout, o.realtime)
     if isinstance(source, ImageSource):
         # Separate photos are not a sequence: nothing to track or smooth across them.
         options = replace(options, detect_every=1, smoothing=0.0)

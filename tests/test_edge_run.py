@@ -106,6 +106,17 @@ def test_run_on_a_video_saves_video_and_json(env, models, tmp_path):
     assert video.read_bytes() == source and footage.stat().st_size == 4012
 
 
+def test_realtime_plays_a_video_file_at_its_own_frame_rate(env, models, tmp_path):
+    """--realtime paces a file at its frame rate (to watch it); every frame is still processed."""
+    video = moving_faces_video(env, tmp_path / "in.mp4", frames=8, fps=10.0)
+    args = ["run", "--source", video, "-m", models["int8"], "-d", "blazeface", "--no-show"]
+    lines = tmp_path / "faces.jsonl"
+    assert invoke(*args, "--json-file", lines, "--realtime").exit_code == 0
+    times = [json.loads(line)["time"] for line in lines.read_text().splitlines()]
+    # All 8 frames, frame i coming i/10 s after the first, however fast they decode.
+    assert len(times) == 8 and times[-1] - times[0] >= 0.65, times
+
+
 def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path, monkeypatch):
     faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
     cv2.imwrite(str(tmp_path / "a.png"), paste_faces(textured_canvas(seed=1), faces, PLACES))
