@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -118,7 +119,10 @@ class LivePipeline:
 
 def check_outputs(options: LiveOptions) -> None:
     """Refuse --save and --json-file paths that cannot be written, before any work is done: an existing
-    file without --force, a folder, a wrong video suffix, a folder the user cannot write in."""
+    file without --force, a folder, a wrong video suffix, a folder the user cannot write in; and --show
+    where no window can open."""
+    if options.show and (why := _no_window()):
+        raise EdgeError(f"--show: {why}; use --save, --serve or --json instead")
     if options.save is not None and Path(options.save).suffix.lower() not in (".mp4", ".avi", ".mkv"):
         raise EdgeError(f"--save {options.save}: use a .mp4, .avi or .mkv file name")
     if (
@@ -145,6 +149,26 @@ def check_outputs(options: LiveOptions) -> None:
             _temp_beside(path).unlink()
         except OSError as err:
             raise EdgeError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "win32",
+        "darwin",
+    )
+
+
+def _no_window() -> str | None:
+    """Why no window can open here, or None. Checked before the run: OpenCV's Qt backend aborts the
+    process without a display, and a headless build fails only at the first frame."""
+    import cv2
+
+    gui = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
+    if gui and gui.group(1).upper() == "NONE":
+        return "this OpenCV has no window support (opencv-python-headless)"
+    if not _has_display():
+        return "no display ($DISPLAY is not set)"
+    return None
 
 
 class Outputs:
@@ -177,15 +201,9 @@ class Outputs:
         return sys.stdout if self.options.json_stdout else None
 
     def _window_wanted(self) -> bool:
-        if self.options.show is False:
-            return False
-        has_display = bool(
-            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        ) or sys.platform in (
-            "win32",
-            "darwin",
-        )
-        return not (self.options.show is None and not has_display)
+        if self.options.show is None:
+            return _has_display()
+        return self.options.show
 
     @property
     def draws(self) -> bool:

@@ -203,6 +203,17 @@ def test_bad_output_options_are_refused(env, models, tmp_path):
         assert message in result.stderr.strip().splitlines()[-1], result.stderr
 
 
+def test_show_where_no_window_can_open_is_refused_before_the_run(env, tmp_path, monkeypatch):
+    """Without a display (or with a headless OpenCV) --show fails at once, not after the first frame
+    (or, with OpenCV's Qt backend, by aborting the process)."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = invoke("run", "-s", "0", "-m", tmp_path / "missing.tflite", "--show")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --show: ") and "use --save, --serve or --json" in last, result.stderr
+
+
 def test_force_never_replaces_a_device_or_pipe(env, models, tmp_path):
     """Outputs are moved into place; moved over a named pipe (or /dev/null), it would replace the pipe
     (or the device) itself, even with --force."""
