@@ -249,10 +249,41 @@ def test_a_keras_file_that_inflates_is_refused_before_keras_reads_it(tmp_path):
         _export("quantize", "--model", bomb, "--mode", "fp32", "--out", tmp_path / "out"),
         "config.json claims 33,554,432 bytes (at most 16,777,216)",
     )
-    from fer_train.models import load_model
+    from fer_train.models import build_model, load_model
 
-    root = Path(__file__).resolve().parents[1]
-    assert load_model(root / "runs" / "fer_nano" / "model.keras").output_shape == (None, 7)
+    real = tmp_path / "fer_nano.keras"  # a real model's files are well inside the limits
+    build_model("fer_nano").save(real)
+    assert load_model(real).output_shape == (None, 7)
+
+
+def test_a_keras_file_from_a_newer_keras_says_so(tmp_path):
+    """Keras 3.15 saves initializer options that Keras 3.12 (the last for Python 3.10) rejects with a
+    page of 'could not be deserialized'; the one line says which Keras saved it and what to do."""
+    import keras
+
+    from fer_train.models import ModelFileError, load_model
+
+    saved = tmp_path / "saved.keras"
+    keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(7)]).save(saved)
+    with zipfile.ZipFile(saved) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+    dense["config"]["kernel_initializer"]["config"]["option_from_the_future"] = 1
+    files["config.json"] = json.dumps(config).encode()
+    files["metadata.json"] = json.dumps({"keras_version": "99.1.0"}).encode()
+    newer = tmp_path / "newer.keras"
+    with zipfile.ZipFile(newer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    with pytest.raises(
+        ModelFileError, match=rf"saved by Keras 99.1.0, newer than this Keras {keras.__version__}"
+    ):
+        load_model(newer)
+    _one_error_line(
+        _export("quantize", "--model", newer, "--mode", "fp32", "--out", tmp_path / "o"),
+        "pip install -U keras",
+    )
 
 
 @pytest.mark.parametrize("value", ["-5", "abc"])

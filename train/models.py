@@ -10,6 +10,7 @@ are layers inside the model, so training, export, the edge runtime and an app ca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -305,8 +306,32 @@ def load_model(path, compile: bool = True):
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a damaged file
+        if newer := _saved_by_newer_keras(path, keras.__version__):
+            raise ModelFileError(f"{path}: {newer}") from None
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path}: not a loadable Keras model ({reason})") from None
+
+
+def _saved_by_newer_keras(path, installed: str) -> str | None:
+    """Why a file that Keras could not load may be fine: a newer Keras saved it (Keras 3.15 writes
+    initializer options that 3.12, the last for Python 3.10, does not know). None when it is not that."""
+    import json
+    import zipfile
+
+    def release(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+    try:
+        with zipfile.ZipFile(path) as archive:  # its size was checked before Keras read it
+            saved = str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, AttributeError):
+        return None
+    if not saved or release(saved) <= release(installed):
+        return None
+    return (
+        f"saved by Keras {saved}, newer than this Keras {installed}: upgrade it "
+        f"(pip install -U keras; Keras 3.13 and later need Python 3.11+)"
+    )
 
 
 # A .keras file is untrusted input: Keras reads its JSON entries whole, so a 2 MB file whose config.json
