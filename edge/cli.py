@@ -61,7 +61,9 @@ def make_recognizer(
 
 @app.command(short_help="Emotions of the faces in images, or of face crops.")
 def predict(
-    inputs: list[str] = typer.Argument(..., help="Image files and folders (searched recursively)."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Image files and folders (searched recursively); - reads one image from stdin."
+    ),
     crops: bool = typer.Option(
         False, "--crops", help="Each image is already a face crop (as FER2013's are): no detection."
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from fer_edge.errors import SourceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 ENV_MAX_PIXELS = "FER_MAX_PIXELS"
+STDIN = "-"  # an input of that name is an image piped in
 # 50 megapixels: any phone photo, and 150 MB decoded, which a Raspberry Pi can hold.
 DEFAULT_MAX_PIXELS = 50_000_000
 
@@ -72,6 +74,9 @@ def named_images(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     for item in inputs:
         if not str(item).strip():  # Path("") is the current folder: an empty $VAR must not search it
             raise SourceError("an input is empty: give image files or folders")
+        if str(item) == STDIN:
+            out.append(_stdin_image(out))
+            continue
         path = Path(item)
         if path.is_dir():
             found = (p for p in path.rglob("*") if p.is_file() and is_image(p))
@@ -86,6 +91,15 @@ def named_images(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     if not out:
         raise SourceError(f"no images found in {', '.join(str(i) for i in inputs)}")
     return out
+
+
+def _stdin_image(found: list[tuple[Path, Path]]) -> tuple[Path, Path]:
+    """`-`: an image piped in (`curl ... | fer-edge predict -`), read once, named `stdin`."""
+    if any(str(path) == STDIN for path, _ in found):
+        raise SourceError("- (stdin) is named twice; it holds one image")
+    if sys.stdin is None or sys.stdin.isatty():  # reading would wait for a terminal's input forever
+        raise SourceError("-: stdin is a terminal; pipe an image in (cat photo.jpg | fer-edge predict -)")
+    return Path(STDIN), Path("stdin")
 
 
 def read_image(path: Path, gray: bool = False) -> np.ndarray:
@@ -117,14 +131,21 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
 def _read_bounded(path: Path) -> np.ndarray:
     """The file's bytes; refused unread when larger than an image within the pixel limit can be (8
     bytes a pixel: 16-bit RGBA, uncompressed), so a huge or sparse file is never read into memory."""
-    if not path.is_file():
+    limit = max_pixels * 8 + (1 << 20)
+    if str(path) == STDIN:
+        data = sys.stdin.buffer.read(limit + 1)
+        size = len(data)
+    elif not path.is_file():
         return np.zeros(0, np.uint8)
-    size, limit = path.stat().st_size, max_pixels * 8 + (1 << 20)
+    else:
+        size = path.stat().st_size
     if size > limit:
         raise UnreadableImage(
             f"{path}: {size / 2**20:,.0f} MiB, more than an image of {max_pixels:,} pixels takes "
             f"(--max-pixels or ${ENV_MAX_PIXELS})"
         )
+    if str(path) == STDIN:
+        return np.frombuffer(data, dtype=np.uint8)
     return np.fromfile(str(path), dtype=np.uint8)
 
 

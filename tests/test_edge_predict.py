@@ -54,6 +54,22 @@ def test_predict_crops_json_matches_the_classifier(env, models):
     assert records[0]["score"] == pytest.approx(probs[0].max(), abs=1e-3)
 
 
+def test_predict_reads_one_image_piped_to_stdin(env, models, tmp_path):
+    """`-` is an image on stdin (curl ... | fer-edge predict -): the same answer as from its file."""
+    faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
+    photo = tmp_path / "group.png"
+    cv2.imwrite(str(photo), paste_faces(textured_canvas(seed=4), faces, PLACES))
+    args = ["predict", "--json", "--model", str(models["int8"]), "-d", "blazeface"]
+    from_file = json.loads(invoke(*args, photo).stdout)
+    piped = CliRunner().invoke(app, [*args, "-", "--save", str(tmp_path / "out")], input=photo.read_bytes())
+    assert piped.exit_code == 0, piped.stderr
+    record = json.loads(piped.stdout)
+    assert record["path"] == "-" and record["faces"] and record["faces"] == from_file["faces"]
+    assert cv2.imread(str(tmp_path / "out" / "stdin.png")).shape == (480, 640, 3)  # its annotated copy
+    twice = CliRunner().invoke(app, [*args, "-", "-"], input=photo.read_bytes())
+    assert twice.exit_code == 2 and "named twice" in twice.stderr
+
+
 def test_predict_finds_and_classifies_faces_in_images(env, models, tmp_path):
     faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
     frame = paste_faces(textured_canvas(seed=4), faces, PLACES)
