@@ -62,7 +62,9 @@ def make_recognizer(
 @app.command(short_help="Emotions of the faces in images, or of face crops.")
 def predict(
     inputs: list[str] = typer.Argument(
-        ..., help="Image files and folders (searched recursively); - reads one image from stdin."
+        ...,
+        metavar="IMAGES",
+        help="Image files and folders (searched recursively); - reads one image from stdin.",
     ),
     crops: bool = typer.Option(
         False, "--crops", help="Each image is already a face crop (as FER2013's are): no detection."
@@ -242,7 +244,7 @@ def run(
 
 @app.command(short_help="What a FER .tflite says about itself.")
 def info(
-    model: Path | None = typer.Argument(None, help=MODEL_HELP),
+    model: Path | None = typer.Argument(None, metavar="MODEL", help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
 ) -> None:
     """What a FER .tflite says about itself: name, variant, labels, input and runtime."""

@@ -211,7 +211,7 @@ def formats(as_json: bool = typer.Option(False, "--json", help="Print the table 
 
 @app.command(short_help="What a .tflite says about itself.")
 def inspect(
-    model: Path = typer.Argument(..., help="A .tflite file."),
+    model: Path = typer.Argument(..., metavar="MODEL", help="A .tflite file."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
 ):
     """Show what a .tflite says about itself: model card, TFLite metadata, tensors and associated files."""
