@@ -112,7 +112,6 @@ class LivePipeline:
         if stats:
             stats.add("detect", t1 - t0)
             stats.add("classify", t2 - t1)
-            stats.faces += len(faces)
         self.count += 1
         return faces
 
@@ -393,9 +392,9 @@ def process(
             image = draw(frame.image.copy(), faces, fps) if outputs.draws else frame.image
             with stop_signals_deferred():  # a frame is in every output and counted, or in none
                 keep_going = outputs.write(frame, faces, image)
-                stats.frames += 1
+                stats.frames, stats.faces = stats.frames + 1, stats.faces + len(faces)
         else:
-            stats.frames += 1
+            stats.frames, stats.faces = stats.frames + 1, stats.faces + len(faces)
         t3 = time.perf_counter()
         stats.add("output", t3 - t2)
         stats.tick(t3 - t0)
