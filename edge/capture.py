@@ -36,6 +36,12 @@ OPEN_GRACE_S = 2.0
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
 
 
+def playback_fps(fps: float) -> float:
+    """A video's frame rate as it plays and is saved: what its file says, unless that is missing or
+    implausible (0, or 90,000 from a stream's time base), then 15."""
+    return fps if 1 <= fps <= 240 else 15.0
+
+
 @dataclass
 class Frame:
     index: int
@@ -229,10 +235,10 @@ class VideoSource(FrameSource):
         self._first = None
         start = time.monotonic()
         while image is not None:
-            if self.realtime and self.fps > 0:
+            if self.realtime:
                 # Frame i is due i/fps after the first; a late frame is not dropped, only not waited for.
                 # A signal interrupts the sleep, so Ctrl-C still ends the run at once.
-                time.sleep(max(0.0, start + index / self.fps - time.monotonic()))
+                time.sleep(max(0.0, start + index / playback_fps(self.fps) - time.monotonic()))
             yield Frame(index, image, time.time())
             index += 1
             ok, image = self._capture.read()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.capture import Frame, ImageSource, open_source
+from fer_edge.capture import Frame, ImageSource, open_source, playback_fps
 from fer_edge.errors import EdgeError
 from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer, Face
@@ -175,7 +175,7 @@ class Outputs:
 
     def __init__(self, options: LiveOptions, fps: float):
         self.options = options
-        self.fps = fps if 1 <= fps <= 240 else 15.0
+        self.fps = playback_fps(fps)
         check_outputs(options)
         self._writer = None
         self._video_tmp: Path | None = None
