@@ -127,6 +127,10 @@ def test_a_csv_without_the_split_asked_for_says_which_it_has(tmp_path):
     other.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},{pixels},Val\n" for i in range(7)))
     with pytest.raises(data.DataError, match="split PublicTest holds no faces .the Usage column names Val"):
         data.load(other, "test", cache=False)
+    # A spreadsheet's case of the split names (publictest, TRAINING) is the same split.
+    lower = tmp_path / "lower.csv"
+    lower.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},{pixels},publictest\n" for i in range(7)))
+    assert len(data.load(lower, "test", cache=False)) == 7
 
 
 def test_cache_is_used_and_invalidated_when_the_source_changes(tiny_folders, tiny_splits):

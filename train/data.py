@@ -146,7 +146,7 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
     for line_no, row in enumerate(rows, start=2):
         if any("\n" in field for field in row):  # the rest of the file went into one quoted field
             raise DataError(f"{path}:{line_no}: a quote opened on this row is never closed")
-        if col_u is not None and len(row) > col_u and row[col_u].strip() != usage:
+        if col_u is not None and len(row) > col_u and row[col_u].strip().lower() != usage.lower():
             if len(others) < 10:
                 others.add(row[col_u].strip())
             continue
