@@ -143,7 +143,12 @@ def check_outputs(options: LiveOptions) -> None:
         try:
             refuse_overwrite(path, options.force, kind="jsonl" if flag == "--json-file" else None)
         except FileExistsError as err:
-            raise EdgeError(f"{flag} {err}") from None
+            stdout = (
+                " (--json-file - writes to stdout)"
+                if flag == "--json-file" and "a device" in str(err)
+                else ""
+            )
+            raise EdgeError(f"{flag} {err}{stdout}") from None
         try:
             _temp_beside(path).unlink()
         except OSError as err:

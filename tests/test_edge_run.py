@@ -225,6 +225,8 @@ def test_force_never_replaces_a_device_or_pipe(env, models, tmp_path):
     base = ["run", "-s", video, "-m", models["int8"], "-d", "blazeface", "--force"]
     for result in (invoke(*base, "--json-file", json_pipe), invoke(*base, "--save", video_pipe)):
         assert result.exit_code == 2 and "a device, pipe or socket" in result.stderr, result.stderr
+    # /dev/stdout as --json-file is refused too; the message says how to write to stdout.
+    assert "(--json-file - writes to stdout)" in invoke(*base, "--json-file", "/dev/stdout").stderr
     assert stat.S_ISFIFO(os.stat(json_pipe).st_mode) and stat.S_ISFIFO(os.stat(video_pipe).st_mode)
 
 
