@@ -143,16 +143,16 @@ def check_outputs(options: LiveOptions) -> None:
         try:
             refuse_overwrite(path, options.force, kind="jsonl" if flag == "--json-file" else None)
         except FileExistsError as err:
-            stdout = (
-                " (--json-file - writes to stdout)"
-                if flag == "--json-file" and "a device" in str(err)
-                else ""
-            )
+            stdout = " (--json-file - writes to stdout)" if flag == "--json-file" and _is_stdout(path) else ""
             raise EdgeError(f"{flag} {err}{stdout}") from None
         try:
             _temp_beside(path).unlink()
         except OSError as err:
             raise EdgeError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+
+
+def _is_stdout(path: Path) -> bool:
+    return str(path.absolute()) in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
 def _has_display() -> bool:

@@ -225,8 +225,18 @@ def test_force_never_replaces_a_device_or_pipe(env, models, tmp_path):
     base = ["run", "-s", video, "-m", models["int8"], "-d", "blazeface", "--force"]
     for result in (invoke(*base, "--json-file", json_pipe), invoke(*base, "--save", video_pipe)):
         assert result.exit_code == 2 and "a device, pipe or socket" in result.stderr, result.stderr
-    # /dev/stdout as --json-file is refused too; the message says how to write to stdout.
-    assert "(--json-file - writes to stdout)" in invoke(*base, "--json-file", "/dev/stdout").stderr
+    # Nor a symbolic link: moved into place, the output would replace the link, not its target (with
+    # --force, /dev/stdout, a link to a file under pytest, became a regular file).
+    ours = tmp_path / "ours.jsonl"
+    assert invoke(*base, "--json-file", ours).exit_code == 0
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(ours)
+    refused = invoke(*base, "--json-file", link)
+    assert refused.exit_code == 2 and "link.jsonl: a symbolic link" in refused.stderr, refused.stderr
+    assert link.is_symlink()
+    # /dev/stdout (without --force: never let a regression replace it) says how to write to stdout.
+    no_force = [a for a in base if a != "--force"]
+    assert "(--json-file - writes to stdout)" in invoke(*no_force, "--json-file", "/dev/stdout").stderr
     assert stat.S_ISFIFO(os.stat(json_pipe).st_mode) and stat.S_ISFIFO(os.stat(video_pipe).st_mode)
 
 

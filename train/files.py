@@ -245,6 +245,8 @@ def refuse_overwrite(
 
 def _refuse_special(path: Path) -> None:
     """Before any work: the output must be able to become a file."""
+    if path.is_symlink():  # moved into place, the output would replace the link, not what it points to
+        raise FileExistsError(f"{path}: a symbolic link (to {os.readlink(path)}); give the file's own name")
     if path.is_dir():
         raise FileExistsError(f"{path}: is a folder, not a file; give a file name")
     if path.exists() and not path.is_file():
