@@ -76,6 +76,8 @@ class EmotionRecognizer:
             raise ValueError(f"margin is the share of the face box added on each side, 0 to 1; got {margin}")
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces is at least 1 (None for every face); got {max_faces}")
+        if not min_face >= 0:  # as --min-face; a negative size was taken as no minimum
+            raise ValueError(f"min_face is a face's smallest side in pixels, 0 or more; got {min_face}")
         self.classifier = (
             model if isinstance(model, Classifier) else Classifier(resolve_model(model), threads, labels)
         )

@@ -295,6 +295,8 @@ def test_api_refuses_settings_the_cli_would_refuse(models):
         ({"margin": -1}, "margin"),
         ({"margin": 5}, "margin"),
         ({"max_faces": 0}, "max_faces"),
+        ({"min_face": -5}, "min_face"),
+        ({"min_face": float("nan")}, "min_face"),
     ]:
         with pytest.raises(ValueError, match=message):
             EmotionRecognizer(models["fp32"], detector=None, **settings)
