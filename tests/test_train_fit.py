@@ -498,6 +498,7 @@ def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_pat
         ({"patience": 0}, "--patience 0: a number of at least 1"),
         ({"budget_minutes": float("nan")}, "--budget-minutes nan: a positive number of minutes"),
         ({"seed": 2**32}, "--seed 4294967296: a whole number from 0 to 4294967295"),
+        ({"limit": 0}, "--limit 0: a number of faces, at least 1"),
     ],
 )
 def test_settings_that_would_train_into_nan_are_refused_before_training(

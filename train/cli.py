@@ -236,7 +236,7 @@ def compare(
     out: Path = typer.Option(Path("runs/compare"), help="One run folder per architecture, and the table."),
     batch_size: int = typer.Option(64, min=1, help="Faces per training step."),
     limit: int = typer.Option(
-        None, help="Train and validate each on at most this many faces (quick trials)."
+        None, min=1, help="Train and validate each on at most this many faces (quick trials)."
     ),
     reference: Path = typer.Option(
         None,

@@ -178,6 +178,9 @@ def _check_numbers(cfg: FitConfig) -> None:
             raise TrainError(f"{name} {value}: a number of at least {least}")
     if cfg.budget_minutes is not None and not cfg.budget_minutes > 0:
         raise TrainError(f"--budget-minutes {cfg.budget_minutes}: a positive number of minutes")
+    for name, limit in (("--limit", cfg.limit), ("--val-limit", cfg.val_limit)):
+        if limit is not None and not limit >= 1:  # 0 would mean no limit: hours, not a quick trial
+            raise TrainError(f"{name} {limit}: a number of faces, at least 1")
     if not 0 <= cfg.seed < 2**32:  # NumPy's and imbalanced-learn's range; beyond it they fail mid-load
         raise TrainError(f"--seed {cfg.seed}: a whole number from 0 to {2**32 - 1}")
 
