@@ -315,6 +315,14 @@ def _cli(*args):
         (["evaluate", "--model", "{csv}", "--data", "{csv}"], "not a Keras model"),
         (["evaluate", "--model", "{tmp}/none.keras", "--data", "{csv}"], "no such model file"),
         (["evaluate", "--model", "{tmp}/m.tflite", "--data", "{csv}"], "fer-bench accuracy --models"),
+        (
+            ["compare", "--data", "{csv}", "--out", "{tmp}/c", "--epochs", "1", "--reference", "{tmp}/none"],
+            "no such run folder",
+        ),
+        (
+            ["compare", "--data", "{csv}", "--out", "{tmp}/c", "--epochs", "1", "--reference", "{tmp}"],
+            "not a finished run",
+        ),
         (["evaluate", "--model", "{csv}", "--data", "{csv}", "--out", "{tmp}"], "is a folder, not a file"),
         (["evaluate", "--model", "{five}", "--data", "{csv}"], "gives 5 classes; a FER model"),
         (

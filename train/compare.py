@@ -39,6 +39,8 @@ def compare(
         raise ValueError(
             f"unknown architecture(s) {', '.join(unknown) or '(none given)'}: use {', '.join(MODELS)}"
         )
+    if reference is not None and not Path(reference).exists():
+        raise ValueError(f"--reference {reference}: no such run folder")
     if reference is not None and not (Path(reference) / "metrics.json").is_file():
         raise ValueError(f"--reference {reference}: not a finished run folder (no metrics.json)")
     reference_metrics = _read_metrics(Path(reference)) if reference is not None else None  # before training
