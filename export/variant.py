@@ -61,6 +61,22 @@ def check_model(keras_model, labels: list[str]) -> None:
     classes = keras_model.outputs[0].shape[-1]
     if classes != len(labels):
         raise ExportError(f"the model outputs {classes} classes but {len(labels)} labels were given")
+    _check_probabilities(keras_model)
+
+
+def _check_probabilities(keras_model) -> None:
+    """Every runtime reads the outputs as probabilities (a score, a confidence); a model that ends in
+    logits would export and verify, then show scores like 3.2 or -0.4. Checked on a dark, a bright and
+    two noise faces."""
+    faces = np.random.default_rng(0).integers(0, 256, (4, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)).astype("float32")
+    faces[0], faces[1] = 0.0, 255.0
+    out = np.asarray(keras_model(faces, training=False), dtype=np.float64)
+    sums = out.sum(axis=-1)
+    if not (np.isfinite(out).all() and out.min() >= -1e-4 and np.abs(sums - 1).max() <= 1e-3):
+        raise ExportError(
+            f"the model's outputs are not probabilities (on test faces they range from {out.min():.3g} "
+            f"to {out.max():.3g}, rows summing to {sums.min():.3g}-{sums.max():.3g}); end it with a softmax"
+        )
 
 
 def _shape(shape: tuple) -> str:

@@ -199,6 +199,21 @@ def test_a_failed_variant_is_reported_and_not_written(tmp_path, tiny_folders):
     assert not (tmp_path / "fer_cnn_int8.tflite").exists()
 
 
+def test_a_model_ending_in_logits_is_refused(tmp_path):
+    """Without a softmax the file would export and verify, then every runtime would show its logits as
+    scores (3.2, -0.4)."""
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    logits = keras.layers.Dense(7)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs)))
+    keras.Model(inputs, logits).save(tmp_path / "logits.keras")
+    result = fer_export(
+        "quantize", "--model", tmp_path / "logits.keras", "--mode", "fp32", "--out", tmp_path / "o"
+    )
+    assert_one_error_line(result, "outputs are not probabilities")
+    assert "end it with a softmax" in result.stderr and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("mode", ["fp32", "int8"])
 def test_missing_model_file(tmp_path, mode):
     # int8 without --rep-data: the missing model is still what the user hears about first.
