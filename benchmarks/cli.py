@@ -551,6 +551,8 @@ def report(
 def _report(out_dir: Path, force: bool) -> None:
     from fer_bench import report as rep
 
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise BenchError(f"{out_dir}: a file, not a results folder")
     if not Path(out_dir).is_dir():
         raise BenchError(f"{out_dir}: no such results folder")
     _check_free(rep.outputs(out_dir), force)

@@ -107,6 +107,10 @@ def test_report_refuses_to_overwrite_and_rebuilds_with_force(results):
 def test_report_on_an_empty_or_damaged_folder(tmp_path):
     assert "no results" in error_line(run_cli("report", "--out", str(tmp_path)))
     assert "no such results folder" in error_line(run_cli("report", "--out", str(tmp_path / "missing")))
+    (tmp_path / "notes.txt").write_text("mine")
+    assert "notes.txt: a file, not a results folder" in error_line(
+        run_cli("report", "--out", str(tmp_path / "notes.txt"))
+    )
     (tmp_path / "latency.json").write_text("{not json")
     assert "latency.json" in error_line(run_cli("report", "--out", str(tmp_path)))
     (tmp_path / "latency.json").write_text(json.dumps({"kind": "something else"}))
