@@ -92,8 +92,8 @@ class Classifier:
     def _check_signature(self) -> None:
         if len(self._input) != 1 or len(self._output) != 1:
             raise ModelError(
-                f"{self.path}: expected one input and one output tensor, "
-                f"found {len(self._input)} and {len(self._output)}"
+                f"{self.path}: not a face classifier (one input and one output tensor), it has "
+                f"{len(self._input)} and {len(self._output)}; a face detector goes to --detector-model"
             )
         shape = tuple(int(x) for x in self._input[0]["shape"])
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):

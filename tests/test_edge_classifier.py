@@ -116,6 +116,11 @@ def test_labels_from_labels_txt_or_a_file_when_no_json(models, tmp_path):
             Classifier(plain, labels=bad)
 
 
+def test_a_face_detector_given_as_the_classifier_says_where_it_goes(shared):
+    with pytest.raises(ModelError, match=r"not a face classifier .* goes to --detector-model"):
+        Classifier(shared / "models" / "blaze_face_short_range.tflite")
+
+
 def test_bad_model_files_give_one_line_errors(models, tmp_path):
     with pytest.raises(ModelError, match="no such model file"):
         Classifier(tmp_path / "missing.tflite")
