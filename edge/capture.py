@@ -94,7 +94,6 @@ def open_source(
 
 class FrameSource:
     fps: float = 0.0
-    live = False
     skipped = 0  # frames dropped on purpose to stay current (live sources)
     unreadable = 0  # files that could not be read (image folders)
 
@@ -254,8 +253,6 @@ class VideoSource(FrameSource):
 class LiveSource(FrameSource):
     """A camera or stream read by a thread that keeps only the newest frame."""
 
-    live = True
-
     def __init__(
         self,
         source: str,
@@ -364,8 +361,6 @@ class PiCameraSource(FrameSource):
 
     Picamera2 hands over the newest completed buffer, so no capture thread is needed here.
     """
-
-    live = True
 
     def __init__(self, size: tuple[int, int] = (640, 480)):
         try:

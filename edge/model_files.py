@@ -41,7 +41,6 @@ BLAZE_FACE = ModelFile(
     sha256="b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f",
     size=229746,
 )
-KNOWN = {BLAZE_FACE.name: BLAZE_FACE}
 # MediaPipe's legacy copy of the same network (identical weights and outputs), from the mediapipe 0.10.14
 # wheel on PyPI: what the package ships in edge/detector/.
 BUNDLED_FILENAME = "face_detection_short_range.tflite"

@@ -26,7 +26,6 @@ class ModelInfo:
     input: dict = field(default_factory=dict)
     output: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
-    has_json: bool = False
 
 
 # A model file is untrusted input: its card and labels are a few kB, so anything packed larger than this
@@ -149,7 +148,6 @@ def read_model_info(path: str | Path) -> ModelInfo:
         problem = card_problem(meta)
         if problem:
             raise ModelError(f"{path}: its {MODEL_JSON} {problem}")
-        info.has_json = True
         info.labels = [str(x) for x in meta.get("labels") or []] or None
         info.name = meta.get("name")
         info.variant = meta.get("variant")

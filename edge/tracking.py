@@ -6,7 +6,7 @@ Pi has no time to spare for anything heavier.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,9 +18,7 @@ class Track:
     id: int
     box: Box
     scores: np.ndarray
-    age: int = 1
     missed: int = 0
-    history: list = field(default_factory=list)
 
 
 class Tracker:
@@ -68,7 +66,6 @@ class Tracker:
                 a = self.smoothing
                 track.scores = (a * track.scores + (1 - a) * scores[bi]).astype(np.float32)
                 track.box, track.missed = box, 0
-                track.age += 1
             out.append(track)
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         return out

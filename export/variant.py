@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +34,6 @@ class Exported:
     model: bytes
     card: dict
     check: Check
-    keras_probs: np.ndarray = field(repr=False)
-    tflite_probs: np.ndarray = field(repr=False)
 
 
 def load_keras_model(path: str | os.PathLike):
@@ -183,7 +181,7 @@ def build_variant(
     reference = keras_model.predict(as_model_input(verify), batch_size=256, verbose=0)
     exported_probs = Classifier(model).predict(verify)
     check = compare(np.asarray(reference), exported_probs, tolerance or FORMAT[mode].tolerance)
-    result = Exported(mode, model, card, check, np.asarray(reference), exported_probs)
+    result = Exported(mode, model, card, check)
     if not check.passed:
         error = VerificationError(mode, check)
         error.exported = result

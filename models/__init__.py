@@ -23,7 +23,6 @@ SHIPPED: dict[str, str] = {
     "nano-app": "fer_nano_int8_rgb.tflite",
 }
 DEFAULT_MODEL = MODELS_DIR / SHIPPED["default"]
-FLOAT16_MODEL = MODELS_DIR / SHIPPED["fp16"]
 
 
 def shipped(name: str) -> Path | None:

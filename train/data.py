@@ -40,10 +40,6 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=len(CLASSES))
-        return {name: int(n) for name, n in zip(CLASSES, counts)}
-
 
 def load(
     path: str | os.PathLike, split: str = "train", skip_bad: bool = False, cache: bool = True
