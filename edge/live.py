@@ -409,8 +409,9 @@ def process(
 
 def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
     """`fer-edge run`: returns the exit status; prints the summary however the run ends."""
-    o = options
-    source = open_source(o.source, o.reconnect, o.backoff, o.open_timeout, o.realtime)
+    source = open_source(
+        options.source, options.reconnect, options.backoff, options.open_timeout, options.realtime
+    )
     if isinstance(source, ImageSource):
         # Separate photos are not a sequence: nothing to track or smooth across them.
         options = replace(options, detect_every=1, smoothing=0.0)
