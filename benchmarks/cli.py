@@ -25,7 +25,7 @@ from fer_bench import latency as lat
 from fer_bench import pipeline as pipe
 from fer_bench.errors import BenchError
 from fer_bench.training import DEFAULT_VARIANTS
-from fer_edge.cli_errors import guarded, make_app
+from fer_edge.cli_errors import guarded, make_app, run_app
 from fer_edge.runtime import MAX_THREADS
 
 os.environ.setdefault(
@@ -611,7 +611,7 @@ def run_all(
 
 
 def main() -> None:
-    app()
+    run_app(app, "fer-bench")
 
 
 if __name__ == "__main__":

@@ -340,7 +340,7 @@ def models_path(
 
 
 def main() -> None:
-    app(prog_name="fer-edge")
+    cli_errors.run_app(app, "fer-edge")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,9 @@
 """What every CLI of the toolkit shares: its Typer app, and how it ends on a failure the user can fix
 (one `error:` line, exit status 2).
 
-fer-train, fer-export, fer-bench and fer-edge are each made by `make_app` and run their commands
-through `guarded`, each naming its own error types and what Ctrl-C leaves behind. A traceback is left
-only for a bug.
+fer-train, fer-export, fer-bench and fer-edge are each made by `make_app`, started by `run_app`, and
+run their commands through `guarded`, each naming its own error types and what Ctrl-C leaves behind.
+A traceback is left only for a bug.
 """
 
 from __future__ import annotations
@@ -60,10 +60,34 @@ def _print_version(asked: bool) -> None:
         raise typer.Exit()
 
 
+# Click's usage error (a mistyped option, a value out of range); Typer exports only its subclass.
+UsageError = typer.BadParameter.__mro__[1]
+
+
+def run_app(app: typer.Typer, prog_name: str | None = None) -> NoReturn:
+    """Run a CLI to its exit status. A usage error is one `error:` line that points to `--help`,
+    like every other failure, instead of Click's usage block."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name=prog_name, standalone_mode=False)
+    except UsageError as err:
+        if err.ctx is None or type(err).__name__ == "NoArgsIsHelpError":  # no arguments: the help itself
+            err.show()
+            sys.exit(err.exit_code)
+        _error_line(f"{err.format_message()} (see '{err.ctx.command_path} --help')")
+        sys.exit(err.exit_code)
+    # typer.Exit's code comes back as the value; the commands themselves return None.
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
+    _error_line(message)
+    raise typer.Exit(code)
+
+
+def _error_line(message: str) -> None:
     typer.secho("error:", fg="red", err=True, nl=False)
     typer.echo(f" {printable(message)}", err=True)
-    raise typer.Exit(code)
 
 
 def first_line(err: BaseException) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from fer_edge.cli_errors import fail, guarded, make_app
+from fer_edge.cli_errors import fail, guarded, make_app, run_app
 from fer_edge.runtime import MAX_THREADS
 from fer_export.formats import FORMATS
 from fer_export.quantize import Options as Defaults
@@ -226,7 +226,7 @@ def inspect(
 
 def main() -> None:
     try:
-        app()
+        run_app(app, "fer-export")
     except BrokenPipeError:  # `fer-export inspect ... | head`
         sys.stderr.close()
 

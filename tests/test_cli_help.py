@@ -1,6 +1,9 @@
-"""Every command's --help reads in an 80-column terminal: nothing is cut off."""
+"""Every command's --help reads in an 80-column terminal: nothing is cut off; a usage mistake is one line."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from typer.main import get_command
@@ -40,3 +43,26 @@ def test_version_names_the_installed_toolkit(app):
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0, result.output
     assert result.output == f"fer-edge-toolkit {metadata.version('fer-edge-toolkit')}\n"
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "named"),
+    [
+        ("fer_train", ["fit", "--seed", "-1"], "'--seed'"),
+        ("fer_export", ["quantize", "--mode", "int8", "--nope"], "--nope"),
+        ("fer_edge", ["run", "--threads", "abc"], "'--threads'"),
+        ("fer_bench", ["lantency"], "'lantency'"),
+    ],
+)
+def test_a_usage_mistake_is_one_error_line_that_points_to_help(module, args, named):
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert named in done.stderr and "--help'" in done.stderr, done.stderr
+
+
+def test_no_arguments_still_shows_the_help():
+    done = subprocess.run([sys.executable, "-m", "fer_edge"], capture_output=True, text=True, timeout=120)
+    assert "Commands:" in done.stdout + done.stderr
+    assert "error:" not in done.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from fer_edge.cli_errors import fail, guarded, make_app
+from fer_edge.cli_errors import fail, guarded, make_app, run_app
 from fer_edge.errors import not_a_model_file
 from fer_train.balance import METHODS
 from fer_train.models import DEFAULT_MODEL, MODELS
@@ -288,7 +288,7 @@ def _load_keras(path: Path):
 
 
 def main() -> None:
-    app(prog_name="fer-train")
+    run_app(app, "fer-train")
 
 
 if __name__ == "__main__":
