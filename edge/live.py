@@ -118,10 +118,14 @@ class LivePipeline:
 
 def check_outputs(options: LiveOptions) -> None:
     """Refuse --save and --json-file paths that cannot be written, before any work is done: an existing
-    file without --force, a folder, a wrong video suffix, a folder the user cannot write in; and --show
-    where no window can open."""
+    file without --force, a folder, a wrong video suffix, a folder the user cannot write in; --show
+    where no window can open; a --serve address the preview cannot listen on."""
     if options.show and (why := _no_window()):
         raise EdgeError(f"--show: {why}; use --save, --serve or --json instead")
+    if options.serve:
+        from fer_edge.serve import check_address
+
+        check_address(options.serve)
     if options.save is not None and Path(options.save).suffix.lower() not in (".mp4", ".avi", ".mkv"):
         raise EdgeError(f"--save {options.save}: use a .mp4, .avi or .mkv file name")
     if (
@@ -433,7 +437,8 @@ def run_live(fer: EmotionRecognizer, options: LiveOptions) -> int:
                     outputs.close()
                 except EdgeError as err:
                     failure = together(failure, err)
-    print(format_summary(stats.summary(source.skipped)), file=sys.stderr)
+    if outputs is not None:  # the run started: say what it did, however it ended
+        print(format_summary(stats.summary(source.skipped)), file=sys.stderr)
     if failure is not None:
         raise failure
     if source.unreadable:

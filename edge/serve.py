@@ -34,6 +34,19 @@ def parse_address(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def check_address(text: str) -> None:
+    """Refuse an address the preview cannot listen on (malformed, port taken, host not ours) before
+    any work is done; the server binds it again when the run starts."""
+    host, port = parse_address(text)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind((host, port))
+    except OSError as err:
+        raise EdgeError(f"--serve {text}: cannot listen there ({err.strerror or err})") from err
+
+
 class FrameHub:
     """The newest JPEG, and a condition clients wait on for the next one."""
 

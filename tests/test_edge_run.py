@@ -191,7 +191,11 @@ def test_bad_output_options_are_refused(env, models, tmp_path):
     # Refused before the model loads (a missing model would be the error otherwise), as one line.
     early = ["run", "-s", video, "-m", tmp_path / "missing.tflite", "-d", "blazeface"]
     (tmp_path / "folder.jsonl").mkdir()
+    taken = socket.create_server(("127.0.0.1", 0))  # a port another program listens on
+    port = taken.getsockname()[1]
     for args, message in [
+        (["--serve", f"127.0.0.1:{port}"], "cannot listen there"),
+        (["--serve", ":99999"], "expected HOST:PORT"),
         (["--json-file", tmp_path / "folder.jsonl"], "is a folder"),
         (["--save", "/proc/out.mp4"], "cannot write there"),
         (
@@ -202,6 +206,8 @@ def test_bad_output_options_are_refused(env, models, tmp_path):
         result = invoke(*early, *args)
         assert result.exit_code == 2 and "Traceback" not in result.stderr
         assert message in result.stderr.strip().splitlines()[-1], result.stderr
+        assert "summary:" not in result.stderr  # nothing ran, so nothing to sum up
+    taken.close()
 
 
 def test_show_where_no_window_can_open_is_refused_before_the_run(env, tmp_path, monkeypatch):
