@@ -216,8 +216,9 @@ def test_shipped_models_are_taken_by_name_as_fer_edge_takes_them(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (r,) = read_json(tmp_path / "latency.json")["results"]
     assert r["model"] == nano.stem and r["size_bytes"] == nano.stat().st_size, r
-    proc = run_cli("latency", "--models", "nanoo", "--out", str(tmp_path / "x"))
+    proc = run_cli("latency", "--models", "nanoo", "--out", str(tmp_path / "x" / "y"))
     assert proc.returncode == 2 and "nanoo: no such model file or shipped model (default, " in proc.stderr
+    assert not (tmp_path / "x").exists()  # a failed run leaves no empty folders, parents included
 
 
 def test_a_results_folder_another_fer_bench_is_writing_to_is_left_alone(models, tmp_path):

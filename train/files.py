@@ -20,11 +20,12 @@ def only_one_writer(folder: Path, busy: Exception) -> Iterator[None]:
     terminal, a cron job started twice) would each pass the check that nothing is overwritten and then
     replace each other's results. The second raises `busy`. The lock is the kernel's (flock on
     the folder itself): no file left behind, released when the process ends, however it ends. A folder
-    made here and still empty at the end (the command failed before writing) is removed."""
+    made here (with the parents made for it) and still empty at the end (the command failed before
+    writing) is removed."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "not a folder; give a folder for the outputs", str(folder))
-    made = not folder.exists()
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     try:
         try:
@@ -42,9 +43,9 @@ def only_one_writer(folder: Path, busy: Exception) -> Iterator[None]:
         finally:
             os.close(fd)
     finally:
-        if made:
-            with contextlib.suppress(OSError):  # rmdir removes only an empty folder
-                folder.rmdir()
+        with contextlib.suppress(OSError):  # rmdir removes only an empty folder: stop at the first kept
+            for made_here in made:
+                made_here.rmdir()
 
 
 def move_into_place(tmp: Path, path: Path, replace: bool) -> None:
