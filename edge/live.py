@@ -150,9 +150,21 @@ def check_outputs(options: LiveOptions) -> None:
             stdout = " (--json-file - writes to stdout)" if flag == "--json-file" and _is_stdout(path) else ""
             raise EdgeError(f"{flag} {err}{stdout}") from None
         try:
-            _temp_beside(path).unlink()
+            _probe_writable(path)
         except OSError as err:
             raise EdgeError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+
+
+def _probe_writable(path: Path) -> None:
+    """Write a temporary file beside `path` and remove it, and the folders made for it: the run may
+    still fail (a missing source), and a failed run leaves nothing behind."""
+    made = [p for p in path.parents if not p.exists()]  # deepest first
+    try:
+        _temp_beside(path).unlink()
+    finally:
+        with contextlib.suppress(OSError):
+            for folder in made:
+                folder.rmdir()
 
 
 def _is_stdout(path: Path) -> bool:

@@ -177,10 +177,15 @@ def test_a_folders_images_of_other_shapes_keep_their_proportions_in_the_saved_vi
 )
 def test_bad_sources_are_one_error_line(env, models, tmp_path, source, message):
     (tmp_path / "notavideo.mp4").write_text("hello")
-    result = invoke("run", "--source", source.format(tmp=tmp_path), "-m", models["int8"], "-d", "blazeface")
+    out = tmp_path / "out" / "nested"
+    result = invoke(
+        "run", "--source", source.format(tmp=tmp_path), "-m", models["int8"], "-d", "blazeface",
+        "--save", out / "v.mp4", "--json-file", out / "v.jsonl",
+    )  # fmt: skip
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # the output paths were checked, and nothing left behind
 
 
 def test_bad_output_options_are_refused(env, models, tmp_path):
