@@ -7,6 +7,7 @@ GIF here; OpenCV's own OPENCV_IO_MAX_IMAGE_PIXELS, set to the same limit, covers
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import sys
@@ -51,7 +52,22 @@ def set_max_pixels(limit: int | None) -> None:
 
 
 def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    return path.suffix.lower() in IMAGE_SUFFIXES or (path.suffix.lower() == ".gif" and _reads_gif())
+
+
+@functools.cache
+def _reads_gif() -> bool:
+    """OpenCV decodes GIF from 4.11 on; with an older one a folder's GIFs are not images to us."""
+    import cv2
+
+    return cv2.imdecode(np.frombuffer(_ONE_PIXEL_GIF, np.uint8), cv2.IMREAD_GRAYSCALE) is not None
+
+
+_ONE_PIXEL_GIF = (
+    b"GIF87a\x01\x00\x01\x00\x81\x00\x00"
+    + bytes(12)
+    + b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x08\x04\x00\x01\x04\x04\x00;"
+)
 
 
 def is_hidden(path: Path) -> bool:

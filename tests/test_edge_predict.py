@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -52,6 +53,21 @@ def test_predict_crops_json_matches_the_classifier(env, models):
     assert [r["label"] for r in records[:20]] == [CLASSES[k] for k in probs.argmax(1)]
     assert set(records[0]["scores"]) == set(CLASSES)
     assert records[0]["score"] == pytest.approx(probs[0].max(), abs=1e-3)
+
+
+def test_a_folder_s_gif_faces_are_classified_like_the_same_faces_in_png(env, models, tmp_path):
+    """GIF is an image format OpenCV reads (from 4.11): a folder's GIFs are not silently passed over."""
+    from PIL import Image
+
+    for i, (_, face) in enumerate(shared_faces(env, per_class=1)[:3]):
+        Image.fromarray(face).save(tmp_path / f"{i}.png")
+        Image.fromarray(face).save(tmp_path / f"{i}.gif")  # 256 grays: the same pixels
+    result = invoke("predict", tmp_path, "--crops", "--json", "--model", models["int8"])
+    assert result.exit_code == 0, result.stderr
+    records = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert len(records) == 6
+    for i in range(3):
+        assert records[f"{i}.gif"]["scores"] == records[f"{i}.png"]["scores"]
 
 
 def test_predict_reads_one_image_piped_to_stdin(env, models, tmp_path):
