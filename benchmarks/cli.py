@@ -151,7 +151,7 @@ def _write(out_dir: Path, kind: str, doc: dict) -> Path:
 
 @app.command(short_help="Latency per face, throughput and memory per model.")
 def latency(
-    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
+    models: list[str] = typer.Option(None, "--models", "-m", metavar="<model>", help=MODELS_HELP),
     threads: str = typer.Option(
         lat.Settings.threads, help="Interpreter thread counts to measure, comma-separated."
     ),
@@ -169,7 +169,7 @@ def latency(
         "--pin-core",
         help="Run on this CPU core only (os.sched_setaffinity), as a one-core Pi-class device.",
     ),
-    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
+    peer: list[str] = typer.Option(None, "--peer", metavar="<peer>", help=PEER_HELP),
     data: Path = typer.Option(
         None, "--data", help="Time real faces from this data (default: random 48x48 faces)."
     ),
@@ -254,7 +254,7 @@ def _print_latency(doc: dict) -> None:
 
 @app.command(short_help="Accuracy, macro-F1 and the loss against a reference.")
 def accuracy(
-    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
+    models: list[str] = typer.Option(None, "--models", "-m", metavar="<model>", help=MODELS_HELP),
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     split: str = typer.Option("test", help="Split to score on: test (PublicTest), private or train."),
     reference: Path = typer.Option(
@@ -265,7 +265,7 @@ def accuracy(
     limit: int = typer.Option(
         None, min=1, help="Score a fixed random subset of this many faces (quick runs)."
     ),
-    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
+    peer: list[str] = typer.Option(None, "--peer", metavar="<peer>", help=PEER_HELP),
     threads: int = typer.Option(
         acc.THREADS, min=1, max=MAX_THREADS, help="Interpreter threads (speed only; answers are the same)."
     ),
@@ -356,8 +356,10 @@ def pipeline(
         "--source",
         help="A video file, a folder of images, an image, a camera, a stream or a named pipe.",
     ),
-    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
-    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP + " Runs with our detector and crops."),
+    models: list[str] = typer.Option(None, "--models", "-m", metavar="<model>", help=MODELS_HELP),
+    peer: list[str] = typer.Option(
+        None, "--peer", metavar="<peer>", help=PEER_HELP + " Runs with our detector and crops."
+    ),
     detector: str = typer.Option(
         pipe.Settings.detector, help="Face detector: auto, mediapipe, blazeface or haar (as fer-edge)."
     ),
@@ -567,7 +569,7 @@ def _report(out_dir: Path, force: bool) -> None:
 
 @app.command(name="all", short_help="Latency, accuracy, pipeline and report in one command.")
 def run_all(
-    models: list[str] = typer.Option(None, "--models", "-m", help=MODELS_HELP),
+    models: list[str] = typer.Option(None, "--models", "-m", metavar="<model>", help=MODELS_HELP),
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     split: str = typer.Option("test", help="Split to score on."),
     reference: Path = typer.Option(None, help="Reference for the accuracy loss (.keras or fp32 .tflite)."),
@@ -578,7 +580,7 @@ def run_all(
     ),
     warmup: int = typer.Option(lat.Settings.warmup, min=0, help="Untimed latency calls first."),
     pin_core: int = typer.Option(None, "--pin-core", help="Run latency on this CPU core only."),
-    peer: list[str] = typer.Option(None, "--peer", help=PEER_HELP),
+    peer: list[str] = typer.Option(None, "--peer", metavar="<peer>", help=PEER_HELP),
     source: str = typer.Option(
         None, "--source", help="Also run the pipeline benchmark on this video or folder."
     ),
