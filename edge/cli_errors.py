@@ -60,8 +60,10 @@ def _print_version(asked: bool) -> None:
         raise typer.Exit()
 
 
-# Click's usage error (a mistyped option, a value out of range); Typer exports only its subclass.
+# Click's usage error (a mistyped option, a value out of range) and its base, the error Click shows
+# itself; Typer exports only a subclass of them.
 UsageError = typer.BadParameter.__mro__[1]
+ClickError = UsageError.__mro__[1]
 
 
 def run_app(app: typer.Typer, prog_name: str | None = None) -> NoReturn:
@@ -76,6 +78,12 @@ def run_app(app: typer.Typer, prog_name: str | None = None) -> NoReturn:
             sys.exit(err.exit_code)
         _error_line(f"{err.format_message()} (see '{err.ctx.command_path} --help')")
         sys.exit(err.exit_code)
+    except ClickError as err:
+        _error_line(err.format_message())
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        _error_line("aborted")
+        sys.exit(1)
     # typer.Exit's code comes back as the value; the commands themselves return None.
     sys.exit(code if isinstance(code, int) else 0)
 
