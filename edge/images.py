@@ -126,12 +126,7 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
         data = _read_bounded(path)
     except OSError as err:
         raise UnreadableImage(f"{path}: cannot read it ({err.strerror or err})") from None
-    size = header_size(data[:65536].tobytes())
-    if size and size[0] * size[1] > max_pixels:
-        raise UnreadableImage(
-            f"{path}: {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "
-            f"(--max-pixels or ${ENV_MAX_PIXELS})"
-        )
+    _check_header(path, data[:HEADER_BYTES].tobytes())
     if data[:2].tobytes() == b"\xff\xd8" and _truncated_jpeg(data.tobytes()):  # libjpeg: gray where cut
         raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
@@ -144,12 +139,28 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
     return image
 
 
+HEADER_BYTES = 65536  # where a PNG, JPEG, BMP or GIF says its size
+
+
+def _check_header(path: Path, head: bytes) -> None:
+    """Refuse an image whose header says it is over the pixel limit, before it is decoded."""
+    size = header_size(head)
+    if size and size[0] * size[1] > max_pixels:
+        raise UnreadableImage(
+            f"{path}: {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "
+            f"(--max-pixels or ${ENV_MAX_PIXELS})"
+        )
+
+
 def _read_bounded(path: Path) -> np.ndarray:
     """The file's bytes; refused unread when larger than an image within the pixel limit can be (8
     bytes a pixel: 16-bit RGBA, uncompressed), so a huge or sparse file is never read into memory."""
     limit = max_pixels * 8 + (1 << 20)
     if str(path) == STDIN:
-        data = sys.stdin.buffer.read(limit + 1)
+        # A pipe has no size to check first: its header is, before the rest is read.
+        data = sys.stdin.buffer.read(HEADER_BYTES)
+        _check_header(path, data)
+        data += sys.stdin.buffer.read(limit + 1 - len(data))
         size = len(data)
     elif not path.is_file():
         return np.zeros(0, np.uint8)

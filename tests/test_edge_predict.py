@@ -70,6 +70,26 @@ def test_a_folder_s_gif_faces_are_classified_like_the_same_faces_in_png(env, mod
         assert records[f"{i}.gif"]["scores"] == records[f"{i}.png"]["scores"]
 
 
+def test_an_oversized_image_on_stdin_is_refused_by_its_header_without_reading_the_rest(models):
+    """A pipe has no file size to check: a PNG header claiming 30000x30000 pixels is refused at once,
+    while the writer still holds the pipe open, not after reading up to the byte limit."""
+    import struct
+
+    header = b"\x89PNG\r\n\x1a\n" + struct.pack(">I4sIIBBBBB", 13, b"IHDR", 30000, 30000, 8, 0, 0, 0, 0)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fer_edge", "predict", "-", "--crops", "-m", str(models["int8"])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdin.write(header + bytes(70_000))
+    proc.stdin.flush()  # and left open: reading on would wait for more
+    try:
+        assert proc.wait(timeout=60) == 2
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    assert "30000x30000 pixels, over the limit" in proc.stderr.read().decode()
+
+
 def test_predict_reads_one_image_piped_to_stdin(env, models, tmp_path):
     """`-` is an image on stdin (curl ... | fer-edge predict -): the same answer as from its file."""
     faces = [f for _, f in shared_faces(env, per_class=1)[:3]]
