@@ -126,7 +126,6 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
         data = _read_bounded(path)
     except OSError as err:
         raise UnreadableImage(f"{path}: cannot read it ({err.strerror or err})") from None
-    _check_header(path, data[:HEADER_BYTES].tobytes())
     if data[:2].tobytes() == b"\xff\xd8" and _truncated_jpeg(data.tobytes()):  # libjpeg: gray where cut
         raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
@@ -153,27 +152,38 @@ def _check_header(path: Path, head: bytes) -> None:
 
 
 def _read_bounded(path: Path) -> np.ndarray:
-    """The file's bytes; refused unread when larger than an image within the pixel limit can be (8
-    bytes a pixel: 16-bit RGBA, uncompressed), so a huge or sparse file is never read into memory."""
-    limit = max_pixels * 8 + (1 << 20)
+    """The file's bytes; refused unread when larger than an image of its header's size, or within the
+    pixel limit, can be (8 bytes a pixel: 16-bit RGBA, uncompressed, plus room for metadata), so a
+    huge or sparse file is never read into memory. A pipe has no size to check first: its header is."""
     if str(path) == STDIN:
-        # A pipe has no size to check first: its header is, before the rest is read.
-        data = sys.stdin.buffer.read(HEADER_BYTES)
-        _check_header(path, data)
-        data += sys.stdin.buffer.read(limit + 1 - len(data))
-        size = len(data)
-    elif not path.is_file():
+        return _read_stream(path, sys.stdin.buffer, None)
+    if not path.is_file():
         return np.zeros(0, np.uint8)
-    else:
-        size = path.stat().st_size
+    with open(path, "rb") as stream:
+        return _read_stream(path, stream, path.stat().st_size)
+
+
+def _read_stream(path: Path, stream, size: int | None) -> np.ndarray:
+    head = stream.read(HEADER_BYTES)
+    _check_header(path, head)
+    limit = max_pixels * 8 + (1 << 20)
+    what = f"an image of {max_pixels:,} pixels takes (--max-pixels or ${ENV_MAX_PIXELS})"
+    declared = header_size(head)
+    if declared and declared[0] * declared[1] * 8 + METADATA_BYTES < limit:
+        # Far more bytes than its pixels need: padding or a payload, not a photo.
+        limit = declared[0] * declared[1] * 8 + METADATA_BYTES
+        what = f"a {declared[0]}x{declared[1]} image takes"
+    shown = f"{(size or 0) / 2**20:,.0f} MiB"
+    if size is None or size <= limit:
+        data = head + stream.read(limit + 1 - len(head))
+        size, shown = len(data), f"over {limit / 2**20:,.0f} MiB"
     if size > limit:
-        raise UnreadableImage(
-            f"{path}: {size / 2**20:,.0f} MiB, more than an image of {max_pixels:,} pixels takes "
-            f"(--max-pixels or ${ENV_MAX_PIXELS})"
-        )
-    if str(path) == STDIN:
-        return np.frombuffer(data, dtype=np.uint8)
-    return np.fromfile(str(path), dtype=np.uint8)
+        raise UnreadableImage(f"{path}: {shown}, more than {what}")
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+# Room beyond the pixels for what a real photo carries besides them (EXIF, ICC profile, XMP, thumbnail).
+METADATA_BYTES = 16 << 20
 
 
 def header_size(head: bytes) -> tuple[int, int] | None:

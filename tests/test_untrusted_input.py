@@ -224,6 +224,34 @@ def test_huge_files_are_refused_from_their_size_before_any_read(tmp_path):
         load(_sparse(tmp_path / "huge.csv", 1 << 30), "train", cache=False)
 
 
+def test_an_image_padded_far_beyond_its_pixels_is_refused_unread(tmp_path):
+    """A 48x48 PNG followed by 40 MiB (a payload, or padding) was read whole, up to the 400 MB limit
+    for 50 M pixels: its header's size bounds what an image file may take, from a file or a pipe."""
+    import cv2
+
+    models = tiny_models()
+    face = np.full((48, 48), 128, np.uint8)
+    ok, png = cv2.imencode(".png", face)
+    plain, padded = tmp_path / "plain.png", tmp_path / "padded.png"
+    plain.write_bytes(png.tobytes())
+    padded.write_bytes(png.tobytes())
+    _sparse_tail(padded, 40 << 20)
+    result = _edge("predict", "--crops", plain, padded, "-m", models["int8"])
+    assert result.exit_code == 2 and "plain.png\t" in result.stdout, result.output
+    assert "padded.png: 40 MiB, more than a 48x48 image takes; skipped" in result.stderr
+    piped = subprocess.run(
+        [sys.executable, "-m", "fer_edge", "predict", "-", "--crops", "-m", str(models["int8"])],
+        input=padded.read_bytes(), capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert piped.returncode == 2
+    assert "-: over 16 MiB, more than a 48x48 image takes" in piped.stderr.decode()
+
+
+def _sparse_tail(path: Path, size: int) -> None:
+    with open(path, "r+b") as file:
+        file.truncate(size)
+
+
 def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
     """A 9000x6000 video took 1.2 GB as it ran; frames share the images' pixel limit."""
     import cv2
