@@ -27,6 +27,8 @@ MAX_BATCH = 256
 
 
 MAX_LABEL = 64
+# FER models take 48x48 faces; another project's may take more, but no face crop holds more detail.
+MAX_INPUT_SIDE = 512
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -99,6 +101,11 @@ class Classifier:
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
             raise ModelError(
                 f"{self.path}: input shape {list(shape)} is not (N, S, S, 1 or 3) of a face classifier"
+            )
+        if shape[1] > MAX_INPUT_SIDE:  # each face would be resized to it: memory and time without end
+            raise ModelError(
+                f"{self.path}: input {shape[1]}x{shape[2]} is larger than a face classifier takes "
+                f"(at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE})"
             )
         out = tuple(int(x) for x in self._output[0]["shape"])
         if len(out) != 2 or out[1] < 2:

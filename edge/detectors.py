@@ -26,6 +26,7 @@ from fer_edge.errors import DetectorError, ModelError
 from fer_edge.model_files import find_detector_model
 from fer_edge.model_info import check_model_size
 from fer_edge.quiet import native_quiet
+from fer_edge.runtime import check_tensor_memory
 
 NAMES = ("auto", "mediapipe", "blazeface", "haar")
 FETCH_HINT = "run `fer-edge models fetch` (or pass --detector-model PATH)"
@@ -156,6 +157,7 @@ class MediaPipeDetector:
             raise DetectorError(f"mediapipe detector: {why}")
         try:
             check_model_size(model_path)  # MediaPipe maps the whole file, as LiteRT does
+            check_tensor_memory(model_path)  # and allocates what its tensors declare
         except ModelError as err:
             raise DetectorError(f"mediapipe detector: {err}") from None
         try:

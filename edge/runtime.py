@@ -11,6 +11,8 @@ from __future__ import annotations
 from numbers import Integral
 from pathlib import Path
 
+import numpy as np
+
 from fer_edge.errors import ModelError, not_a_model_file
 from fer_edge.model_info import check_model_size
 from fer_edge.quiet import native_quiet
@@ -66,6 +68,7 @@ def load_interpreter(path: str | Path, threads: int = 1):
     try:
         with native_quiet():
             interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            _check_tensor_memory(interpreter, path)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
         if path.suffix.lower() in (".keras", ".h5"):  # a training run's output, given by mistake
@@ -76,3 +79,35 @@ def load_interpreter(path: str | Path, threads: int = 1):
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{path}: not a usable TFLite model ({reason})") from err
     return interpreter
+
+
+# What a model's tensors may take together. A 1.5 kB .tflite can declare a 30000x30000 input (3.4 GiB,
+# and 12 GB once a face is resized to it); the largest model here takes under 10 MiB.
+MAX_TENSOR_BYTES = 1 << 30
+
+
+def _check_tensor_memory(interpreter, path: Path) -> None:
+    """Refuse, before the arena is allocated, a model whose tensors would take more than
+    MAX_TENSOR_BYTES (their sum: an upper bound on what running it takes)."""
+    total = 0
+    for tensor in interpreter.get_tensor_details():
+        count = 1
+        for dim in tensor["shape"]:
+            count *= max(int(dim), 1)
+        total += count * np.dtype(tensor["dtype"]).itemsize
+    if total > MAX_TENSOR_BYTES:
+        raise ModelError(
+            f"{path}: its tensors take {total / 2**30:,.1f} GiB, more than a face model may "
+            f"({MAX_TENSOR_BYTES >> 30} GiB)"
+        )
+
+
+def check_tensor_memory(path: str | Path) -> None:
+    """The same bound for a model another runtime loads (MediaPipe Tasks' face detector), as a
+    ModelError; a file LiteRT cannot read passes, for that runtime to say what is wrong with it."""
+    try:
+        with native_quiet():
+            interpreter = interpreter_class()(model_path=str(path))
+    except (ValueError, RuntimeError):
+        return
+    _check_tensor_memory(interpreter, Path(path))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_helpers import tiny_models
+from edge_helpers import convert, tiny_models
 from typer.testing import CliRunner
 
 from fer_edge.cli import app as edge_app
@@ -341,3 +341,47 @@ def test_a_bad_pixel_limit_in_the_environment_is_one_line_naming_it(tmp_path, va
         proc.stderr.strip().splitlines()[-1]
         == f"error: $FER_MAX_PIXELS='{value}': give a positive whole number of pixels"
     )
+
+
+def _pooling_model(side: int) -> bytes:
+    """A real .tflite of a few hundred bytes whose input is side x side x 1: all a header must say."""
+    import keras
+
+    inputs = keras.Input((side, side, 1), batch_size=1)
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    return convert(keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(pooled)), "fp32")
+
+
+def test_a_model_declaring_huge_tensors_is_refused_before_it_takes_the_memory(tmp_path):
+    """A 1.5 kB model with a 30000x30000 input: predict resized each face to it (12 GB, 32 s)."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join("abcdefg") + "\n")
+    face = tmp_path / "face.png"
+    face.write_bytes(_sparse_png(48))
+    huge = tmp_path / "huge.tflite"
+    huge.write_bytes(_pooling_model(30000))
+    message = "huge.tflite: its tensors take 3.4 GiB, more than a face model may (1 GiB)"
+    _one_error_line(_edge("info", huge), message)
+    _one_error_line(_edge("predict", "--crops", face, "-m", huge, "--labels", labels), message)
+    _one_error_line(_edge("predict", face, "-d", "blazeface", "--detector-model", huge), message)
+    from fer_edge.detectors import MediaPipeDetector, mediapipe_unavailable
+
+    if mediapipe_unavailable() is None:  # MediaPipe Tasks allocates what a model declares, unasked
+        with pytest.raises(DetectorError, match="mediapipe detector: .*its tensors take 3.4 GiB"):
+            MediaPipeDetector(huge)
+    wide = tmp_path / "wide.tflite"  # 4 MB of tensors, but no face crop holds 1000x1000 pixels
+    wide.write_bytes(_pooling_model(1000))
+    result = _edge("predict", "--crops", face, "-m", wide, "--labels", labels)
+    _one_error_line(
+        result, "wide.tflite: input 1000x1000 is larger than a face classifier takes (at most 512x512)"
+    )
+    fine = tmp_path / "fine.tflite"
+    fine.write_bytes(_pooling_model(96))
+    result = _edge("predict", "--crops", face, "-m", fine, "--labels", labels)
+    assert result.exit_code == 0 and result.stdout.startswith(f"{face}\t"), result.output
+
+
+def _sparse_png(side: int) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", np.full((side, side), 100, np.uint8))[1].tobytes()
