@@ -314,6 +314,31 @@ def test_a_keras_file_from_a_newer_keras_says_so(tmp_path):
     )
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the bound is Linux's RLIMIT_DATA")
+def test_a_keras_file_declaring_layers_larger_than_its_weights_is_refused_within_bounded_memory(tmp_path):
+    """An 80 kB .keras whose config declares a 2304x1000000 Dense layer: Keras allocated 10 GB (its
+    initializer) before it read the weights that do not fit; loading is now held to a memory bound."""
+    import keras
+
+    saved = tmp_path / "saved.keras"
+    keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(7)]).save(saved)
+    with zipfile.ZipFile(saved) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+    dense["config"]["units"] = 1_000_000
+    files["config.json"] = json.dumps(config).encode()
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    _one_error_line(
+        _export("quantize", "--model", bomb, "--mode", "fp32", "--out", tmp_path / "o"),
+        "bomb.keras: its layers take more memory than its",
+        "a damaged or hostile model file",
+    )
+
+
 @pytest.mark.parametrize("value", ["-5", "abc"])
 def test_a_bad_pixel_limit_in_the_environment_is_one_line_naming_it(tmp_path, value):
     """FER_MAX_PIXELS=-5 aborted the process inside OpenCV (std::invalid_argument); 'abc' said only

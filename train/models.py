@@ -10,6 +10,7 @@ are layers inside the model, so training, export, the edge runtime and an app ca
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -299,15 +300,23 @@ def load_model(path, compile: bool = True):
         raise ModelFileError(f"{path}: not a Keras model file (expected .keras or .h5)")
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras says "File not found"
         raise ModelFileError(f"{path}: not a loadable Keras model (a .keras file is a zip archive)")
-    if path.suffix.lower() == ".keras":
-        _check_archive_sizes(path)
+    held = _check_archive_sizes(path) if path.suffix.lower() == ".keras" else path.stat().st_size
     import keras
 
+    from fer_edge.quiet import native_quiet
+
+    allowed = MIN_LOAD_MEMORY + LOAD_MEMORY_PER_BYTE * held
     try:
-        return keras.models.load_model(path, compile=compile)
+        with native_quiet(), memory_bound(allowed):  # TensorFlow dumps its allocator's state on fd 2
+            return keras.models.load_model(path, compile=compile)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a damaged file
         if newer := _saved_by_newer_keras(path, keras.__version__):
             raise ModelFileError(f"{path}: {newer}") from None
+        if isinstance(e, MemoryError) or "OOM when allocating" in str(e):
+            raise ModelFileError(
+                f"{path}: its layers take more memory than its {held:,} bytes justify (over "
+                f"{allowed / 2**30:,.1f} GiB); a damaged or hostile model file"
+            ) from None
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path}: not a loadable Keras model ({reason})") from None
 
@@ -341,7 +350,39 @@ MAX_KERAS_JSON = 16 << 20
 MAX_KERAS_TOTAL = 1 << 30
 
 
-def _check_archive_sizes(path) -> None:
+# What loading a model may take beyond the memory already in use: a .keras file's config says how
+# large its layers are, and Keras allocates them before it reads the weights, so an 80 kB file whose
+# config declares a 2304x1000000 Dense layer took 10 GB. A real model needs a few times its weights.
+MIN_LOAD_MEMORY = 2 << 30
+LOAD_MEMORY_PER_BYTE = 8
+
+
+@contextlib.contextmanager
+def memory_bound(extra: int):
+    """Cap the process's data memory at what it holds now plus `extra` (Linux's RLIMIT_DATA), so an
+    allocation past it fails instead of taking the machine's memory; no cap where there is none."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        with open("/proc/self/status") as status:
+            now = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmData:"))
+    except (ImportError, OSError, StopIteration, ValueError):  # not Linux
+        yield
+        return
+    cap = now + extra if hard == resource.RLIM_INFINITY else min(now + extra, hard)
+    if soft != resource.RLIM_INFINITY and soft <= cap:  # already tighter
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def _check_archive_sizes(path) -> int:
+    """Refuse a .keras archive whose entries unpack too large; the bytes they unpack to."""
     import zipfile
 
     try:
@@ -357,6 +398,7 @@ def _check_archive_sizes(path) -> None:
     total = sum(entry.file_size for entry in entries)
     if total > MAX_KERAS_TOTAL:
         raise ModelFileError(f"{path}: unpacks to {total:,} bytes (at most {MAX_KERAS_TOTAL:,})")
+    return total
 
 
 def check_face_model(model, what: str) -> None:
