@@ -113,7 +113,7 @@ def fetch(
     tmp_path = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out:
-            _download(url or model.url, out, timeout, progress)
+            _download(url or model.url, out, timeout, progress, model.size)
         got = sha256_of(tmp_path)
         if got != model.sha256:
             raise EdgeError(
@@ -127,7 +127,9 @@ def fetch(
     return target, True
 
 
-def _download(url: str, out, timeout: float, progress) -> None:
+def _download(url: str, out, timeout: float, progress, size: int) -> None:
+    """Write what `url` serves to `out`; an error once it is longer than the pinned model's `size`
+    (a wrong or endless answer would otherwise fill the disk before the hash could say so)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
@@ -135,8 +137,10 @@ def _download(url: str, out, timeout: float, progress) -> None:
                 progress(0, total)
             done = 0
             for chunk in iter(lambda: response.read(1 << 16), b""):
-                out.write(chunk)
                 done += len(chunk)
+                if done > size:
+                    raise EdgeError(f"{url}: more than the model's {size:,} bytes; not using it")
+                out.write(chunk)
                 if progress:
                     progress(done, total)
     except urllib.error.HTTPError as err:

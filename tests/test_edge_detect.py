@@ -267,6 +267,11 @@ def test_fetch_refuses_a_wrong_file_and_leaves_nothing(http_folder, tmp_path):
     with pytest.raises(EdgeError, match="SHA-256"):
         fetch(dest_dir=dest, url=f"{base}/evil.tflite")
     assert list(dest.iterdir()) == []
+    with open(folder / "endless.tflite", "wb") as endless:  # 1 GiB that takes no disk space here
+        endless.truncate(1 << 30)
+    with pytest.raises(EdgeError, match=f"endless.tflite: more than the model's {BLAZE_FACE.size:,} bytes"):
+        fetch(dest_dir=dest, url=f"{base}/endless.tflite")
+    assert list(dest.iterdir()) == []
     with pytest.raises(EdgeError, match="HTTP 404"):
         fetch(dest_dir=dest, url=f"{base}/missing.tflite")
     with pytest.raises(EdgeError, match="download failed"):
