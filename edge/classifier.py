@@ -16,7 +16,13 @@ import numpy as np
 
 from fer_edge.errors import ModelError
 from fer_edge.model_info import ModelInfo, read_labels_file, read_model_info
-from fer_edge.runtime import checked_threads, interpreter_from_bytes, load_interpreter
+from fer_edge.runtime import (
+    MAX_TENSOR_BYTES,
+    checked_threads,
+    interpreter_from_bytes,
+    load_interpreter,
+    tensor_bytes,
+)
 
 __all__ = ["Classifier", "ModelError"]
 
@@ -89,6 +95,9 @@ class Classifier:
         self.labels: list[str] = self._resolve_labels(labels)
         self._batch = 1
         self._batchable = True
+        # Faces per invoke(), so that a batch's tensors stay within what one face's may take in all.
+        per_face = max(tensor_bytes(self._interpreter, per_item=True), 1)
+        self.max_batch = max(1, min(MAX_BATCH, MAX_TENSOR_BYTES // per_face))
 
     # -- what the model is -------------------------------------------------------------------------
     def _check_signature(self) -> None:
@@ -180,7 +189,8 @@ class Classifier:
         faces = _as_batch(faces)
         if len(faces) == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
-        parts = [self._predict(faces[i : i + MAX_BATCH]) for i in range(0, len(faces), MAX_BATCH)]
+        step = self.max_batch
+        parts = [self._predict(faces[i : i + step]) for i in range(0, len(faces), step)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _predict(self, faces: np.ndarray) -> np.ndarray:

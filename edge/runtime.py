@@ -86,15 +86,26 @@ def load_interpreter(path: str | Path, threads: int = 1):
 MAX_TENSOR_BYTES = 1 << 30
 
 
-def _check_tensor_memory(interpreter, path: Path) -> None:
-    """Refuse, before the arena is allocated, a model whose tensors would take more than
-    MAX_TENSOR_BYTES (their sum: an upper bound on what running it takes)."""
+def tensor_bytes(interpreter, per_item: bool = False) -> int:
+    """What the model's tensors take together at their current shapes: an upper bound on what
+    running it takes (the arena reuses memory between tensors). `per_item`: only those that grow with
+    the batch (a batch dimension of -1 in their signature), or all where none does."""
+    details = interpreter.get_tensor_details()
+    if per_item:
+        batched = [t for t in details if len(t["shape_signature"]) and t["shape_signature"][0] == -1]
+        details = batched or details
     total = 0
-    for tensor in interpreter.get_tensor_details():
+    for tensor in details:
         count = 1
         for dim in tensor["shape"]:
             count *= max(int(dim), 1)
         total += count * np.dtype(tensor["dtype"]).itemsize
+    return total
+
+
+def _check_tensor_memory(interpreter, path: Path) -> None:
+    """Refuse, before the arena is allocated, a model whose tensors would take more than MAX_TENSOR_BYTES."""
+    total = tensor_bytes(interpreter)
     if total > MAX_TENSOR_BYTES:
         raise ModelError(
             f"{path}: its tensors take {total / 2**30:,.1f} GiB, more than a face model may "

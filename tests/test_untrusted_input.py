@@ -406,6 +406,31 @@ def test_a_model_declaring_huge_tensors_is_refused_before_it_takes_the_memory(tm
     assert result.exit_code == 0 and result.stdout.startswith(f"{face}\t"), result.output
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_a_batch_of_faces_is_held_to_the_tensor_bound_as_one_face_is(tmp_path):
+    """A 512x512 model with 256 MiB of activations a face passes the 1 GiB bound alone; a batch of 12
+    faces took 12 times that (3.3 GB), and 256 faces (the batch size) would take 64 GB."""
+    import keras
+
+    inputs = keras.Input((512, 512, 3))
+    spread = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(256, 1)(inputs))
+    wide = tmp_path / "wide.tflite"
+    wide.write_bytes(
+        convert(keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(spread)), "fp32")
+    )
+    script = (
+        "import resource, sys, numpy as np; from fer_edge.classifier import Classifier; "
+        "c = Classifier(sys.argv[1], labels=list('abcdefg')); "
+        "p = c.predict(np.random.default_rng(0).integers(0, 256, (12, 64, 64), dtype=np.uint8)); "
+        "print(p.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(wide)], capture_output=True, text=True, timeout=120
+    )
+    faces, peak_mb = map(int, run.stdout.split())
+    assert faces == 12 and peak_mb < 2000, run.stdout + run.stderr
+
+
 def _sparse_png(side: int) -> bytes:
     import cv2
 
