@@ -291,19 +291,10 @@ def test_a_keras_file_from_a_newer_keras_says_so(tmp_path):
 
     from fer_train.models import ModelFileError, load_model
 
-    saved = tmp_path / "saved.keras"
-    keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(7)]).save(saved)
-    with zipfile.ZipFile(saved) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(files["config.json"])
-    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
-    dense["config"]["kernel_initializer"]["config"]["option_from_the_future"] = 1
-    files["config.json"] = json.dumps(config).encode()
-    files["metadata.json"] = json.dumps({"keras_version": "99.1.0"}).encode()
-    newer = tmp_path / "newer.keras"
-    with zipfile.ZipFile(newer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
+    def from_the_future(dense: dict) -> None:
+        dense["kernel_initializer"]["config"]["option_from_the_future"] = 1
+
+    newer = _edited_keras(tmp_path / "newer.keras", from_the_future, keras_version="99.1.0")
     with pytest.raises(
         ModelFileError, match=rf"saved by Keras 99.1.0, newer than this Keras {keras.__version__}"
     ):
@@ -318,25 +309,31 @@ def test_a_keras_file_from_a_newer_keras_says_so(tmp_path):
 def test_a_keras_file_declaring_layers_larger_than_its_weights_is_refused_within_bounded_memory(tmp_path):
     """An 80 kB .keras whose config declares a 2304x1000000 Dense layer: Keras allocated 10 GB (its
     initializer) before it read the weights that do not fit; loading is now held to a memory bound."""
-    import keras
-
-    saved = tmp_path / "saved.keras"
-    keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(7)]).save(saved)
-    with zipfile.ZipFile(saved) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(files["config.json"])
-    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
-    dense["config"]["units"] = 1_000_000
-    files["config.json"] = json.dumps(config).encode()
-    bomb = tmp_path / "bomb.keras"
-    with zipfile.ZipFile(bomb, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
+    bomb = _edited_keras(tmp_path / "bomb.keras", lambda dense: dense.update(units=1_000_000))
     _one_error_line(
         _export("quantize", "--model", bomb, "--mode", "fp32", "--out", tmp_path / "o"),
         "bomb.keras: its layers take more memory than its",
         "a damaged or hostile model file",
     )
+
+
+def _edited_keras(path: Path, edit, keras_version: str | None = None) -> Path:
+    """A real .keras (Flatten, Dense(7)) whose Dense config `edit` changed after saving."""
+    import keras
+
+    saved = path.with_name("saved.keras")
+    keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(7)]).save(saved)
+    with zipfile.ZipFile(saved) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    edit(next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")["config"])
+    files["config.json"] = json.dumps(config).encode()
+    if keras_version:
+        files["metadata.json"] = json.dumps({"keras_version": keras_version}).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
 
 
 @pytest.mark.parametrize("value", ["-5", "abc"])
