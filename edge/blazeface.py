@@ -81,6 +81,9 @@ def weighted_nms(corners: np.ndarray, scores: np.ndarray, threshold: float = NMS
     return out
 
 
+MAX_BOX_OFFSET = 8.0 * INPUT_SIZE
+
+
 class BlazeFaceDetector:
     """Faces in a frame from the BlazeFace short-range .tflite, decoded here."""
 
@@ -117,6 +120,11 @@ class BlazeFaceDetector:
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._boxes)[0]
         logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
+        if not (np.isfinite(raw).all() and np.isfinite(logits).all()):  # NaN boxes escape NMS: 446 faces
+            raise DetectorError(f"{self.model_path}: gives NaN or infinite boxes; not a face detector")
+        # A box lies within a few input widths of its anchor; a value far past that (a damaged model)
+        # would overflow float32 in the box areas.
+        raw = np.clip(raw, -MAX_BOX_OFFSET, MAX_BOX_OFFSET)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
         keep = scores >= self.min_score
         if not keep.any():

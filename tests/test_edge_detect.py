@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_helpers import iou, paste_faces, shared_faces, textured_canvas
+from edge_helpers import convert, iou, paste_faces, shared_faces, textured_canvas
 
 from fer_edge.blazeface import BlazeFaceDetector, ssd_anchors, weighted_nms
 from fer_edge.detectors import haar_unavailable, make_detector, mediapipe_unavailable
@@ -314,3 +314,32 @@ def test_models_fetch_and_path_commands(http_folder, blaze_model, tmp_path, monk
     assert replaced.exit_code == 0 and (mine / BLAZE_FACE.filename).read_bytes() == blaze_model.read_bytes()
     not_folder = runner.invoke(app, ["models", "fetch", "--dest", str(mine / BLAZE_FACE.filename)])
     assert not_folder.exit_code == 2 and "a file, not a folder" in not_folder.stderr
+
+
+def _broken_blazeface(path: Path, value: float) -> Path:
+    """A real .tflite with BlazeFace's tensors (128x128x3 in; 896x16 boxes, 896x1 scores out) whose
+    every output is `value`: what a damaged detector model gives."""
+    import keras
+
+    inputs = keras.Input((128, 128, 3), batch_size=1)
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    constant = keras.layers.Lambda(lambda t: t * 0.0 + value)
+    boxes = constant(keras.layers.Reshape((896, 16))(keras.layers.Dense(896 * 16)(pooled)))
+    scores = constant(keras.layers.Reshape((896, 1))(keras.layers.Dense(896)(pooled)))
+    path.write_bytes(convert(keras.Model(inputs, [boxes, scores]), "fp32"))
+    return path
+
+
+def test_a_detector_giving_nan_or_huge_boxes_is_an_error_or_no_face_not_noise(tmp_path):
+    """NaN boxes escaped non-maximum suppression (446 copies of the whole frame), and 1e30 overflowed
+    float32 with four RuntimeWarnings a frame."""
+    import warnings
+
+    frame = textured_canvas()
+    nan = BlazeFaceDetector(_broken_blazeface(tmp_path / "nan.tflite", float("nan")))
+    with pytest.raises(DetectorError, match="nan.tflite: gives NaN or infinite boxes; not a face detector"):
+        nan.detect(frame)
+    huge = BlazeFaceDetector(_broken_blazeface(tmp_path / "huge.tflite", 1e30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert huge.detect(frame) == []
