@@ -173,12 +173,11 @@ def _read_stream(path: Path, stream, size: int | None) -> np.ndarray:
         # Far more bytes than its pixels need: padding or a payload, not a photo.
         limit = declared[0] * declared[1] * 8 + METADATA_BYTES
         what = f"a {declared[0]}x{declared[1]} image takes"
-    shown = f"{(size or 0) / 2**20:,.0f} MiB"
-    if size is None or size <= limit:
-        data = head + stream.read(limit + 1 - len(head))
-        size, shown = len(data), f"over {limit / 2**20:,.0f} MiB"
-    if size > limit:
-        raise UnreadableImage(f"{path}: {shown}, more than {what}")
+    if size is not None and size > limit:
+        raise UnreadableImage(f"{path}: {size / 2**20:,.0f} MiB, more than {what}")
+    data = head + stream.read(limit + 1 - len(head))
+    if len(data) > limit:  # a pipe, or a file that grew since its size was read
+        raise UnreadableImage(f"{path}: over {limit / 2**20:,.0f} MiB, more than {what}")
     return np.frombuffer(data, dtype=np.uint8)
 
 
