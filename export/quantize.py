@@ -199,7 +199,6 @@ def _export_all(opts, name, jobs, keras_model, labels, rep, evaluation, log, pro
     """Export, verify and measure each variant in turn, then write the report."""
     keras_eval = measure.keras_reference(keras_model, evaluation)
     report = _report_header(opts, name, keras_model, rep, evaluation, keras_eval)
-    write_text(opts.out / LABELS_FILE, cards.labels_text(labels).decode())
     task = progress.add_task("exporting", total=len(jobs)) if progress else None
     for job in jobs:
         if progress:
@@ -210,6 +209,8 @@ def _export_all(opts, name, jobs, keras_model, labels, rep, evaluation, log, pro
         if progress:
             progress.advance(task)
     report["quantizer_comparison"] = measure.compare_quantizers(report["variants"], DEFAULT_QUANTIZER)
+    # With the report, once every variant is written: an export that fails early leaves no stray file.
+    write_text(opts.out / LABELS_FILE, cards.labels_text(labels).decode())
     write_json(opts.out / f"{REPORT_NAME}.json", report)
     write_text(opts.out / f"{REPORT_NAME}.md", report_md.to_markdown(report))
     return report

@@ -363,6 +363,26 @@ def test_a_variant_that_loses_accuracy_on_the_eval_data_is_not_written(tmp_path,
     assert not (tmp_path / "fer_cnn_fp16.tflite").exists()
 
 
+def test_an_export_stopped_by_a_write_error_leaves_nothing_that_blocks_a_rerun(tmp_path, monkeypatch):
+    """A full disk on the first model file: the error reaches the user, and no labels.txt is left
+    behind that a rerun would refuse to overwrite without --force."""
+    import errno
+
+    from fer_export import quantize
+
+    def disk_full(path, data, replace=True):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(quantize, "write_bytes", disk_full)
+    options = quantize.Options(model=tiny_model_path(), out=tmp_path, modes=["fp32"])
+    with pytest.raises(OSError, match="No space left"):
+        quantize.run(options, log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    report = quantize.run(options, log=lambda m: None)  # the rerun needs no --force
+    assert report["variants"][0]["status"] == "ok" and (tmp_path / "labels.txt").exists()
+
+
 def test_formats_table_lists_every_variant_quantize_writes():
     from fer_export import MODES
 
