@@ -1,7 +1,7 @@
 """`fer-bench`: what a user reads before choosing a model for a device.
 
 fer-bench latency  --models models/ --threads 1,2,4 --runs 500
-fer-bench accuracy --models models/ --data ../shared/fer2013 --reference runs/fer_res_l/model.keras
+fer-bench accuracy --models models/ --data ../shared/fer2013 --reference models/runs/fer_res_l/model.keras
 fer-bench pipeline --source clip.mp4 --models models/fer_res_l_int8.tflite
 fer-bench report   --out runs/bench
 fer-bench all      --models models/ --data ../shared/fer2013 --peer fer --out benchmarks/results

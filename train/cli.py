@@ -1,7 +1,7 @@
 """`fer-train`: train, evaluate and compare FER2013 models.
 
 fer-train fit --model fer_res_l --data ../shared/fer2013 --out runs/fer_res_l
-fer-train evaluate --model runs/fer_res_l/model.keras --data ../shared/fer2013 --split test
+fer-train evaluate --model models/runs/fer_res_l/model.keras --data ../shared/fer2013 --split test
 fer-train compare --data ../shared/fer2013 --archs cnn,vgg16,inceptionv3 --budget-minutes 45 \\
     --out runs/compare
 """
@@ -96,7 +96,7 @@ def fit(
         None, min=0.0, max=0.5, help="Share of each target spread evenly over the seven classes."
     ),
     teacher: Path = typer.Option(
-        None, help="Distil from this trained .keras model (e.g. runs/fer_res_l/model.keras)."
+        None, help="Distil from this trained .keras model (e.g. models/runs/fer_res_l/model.keras)."
     ),
     distill: float = typer.Option(
         None, min=0.0, max=1.0, help="The teacher's share of each training target (the rest: the label)."
@@ -241,7 +241,7 @@ def compare(
     reference: Path = typer.Option(
         None,
         "--reference",
-        help="A finished run folder (e.g. runs/fer_res_l, the default) whose row is added as trained,"
+        help="A finished run folder (e.g. models/runs/fer_res_l, the default) whose row is added as trained,"
         " for reference.",
     ),
     force: bool = typer.Option(
