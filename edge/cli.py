@@ -119,7 +119,9 @@ def predict(
             model, None if crops else detector, detector_model, threads, margin, max_faces, min_face, labels
         )
         try:
-            done, failed = run_predict(fer, [path for path, _ in named], crops, as_json, saves=saves)
+            paths = [path for path, _ in named]
+            several = len(paths) > 1 or any(Path(i).is_dir() for i in inputs)  # a folder: however many
+            done, failed = run_predict(fer, paths, crops, as_json, saves=saves, summary=several)
         finally:
             fer.close()
         if failed:

@@ -159,8 +159,10 @@ def run_predict(
     as_json: bool,
     out=None,
     saves: Saves | None = None,
+    summary: bool = False,
 ) -> tuple[int, int]:
-    """Print one line per image; returns (images done, images that could not be read)."""
+    """Print one line per image, then with `summary` (several images, a folder) a summary line;
+    returns (images done, images that could not be read)."""
     out = out or sys.stdout
     failed: list[str] = []
     records = predict_crops(fer, paths, failed) if crops else predict_frames(fer, paths, failed, saves)
@@ -174,7 +176,7 @@ def run_predict(
             advance()
     for reason in failed:
         print(f"warning: {printable(reason)}; skipped", file=sys.stderr)
-    if len(paths) > 1:
+    if summary:
         seconds = time.perf_counter() - start
         print(
             f"summary: {done} image(s), {faces} face(s), {len(failed)} unreadable, {seconds:.1f} s",

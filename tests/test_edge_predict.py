@@ -184,6 +184,9 @@ def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
     cv2.imwrite(str(tmp_path / ".thumbnails" / "good.png"), shared_faces(env, per_class=1)[0][1])
     result = invoke("predict", tmp_path, "--crops", "-m", models["int8"])
     assert result.exit_code == 0 and result.stdout.count("good.png") == 1, result.stderr
+    assert "summary: 1 image(s), 1 face(s), 0 unreadable" in result.stderr  # a folder of one image too
+    single = invoke("predict", tmp_path / "good.png", "--crops", "-m", models["int8"])
+    assert single.exit_code == 0 and "summary:" not in single.stderr  # one image named: its line says it
 
 
 def test_file_names_with_control_characters_are_shown_escaped(env, models, tmp_path):
