@@ -305,6 +305,27 @@ def test_a_keras_file_from_a_newer_keras_says_so(tmp_path):
     )
 
 
+def test_a_keras_file_holding_python_code_is_refused_in_words(tmp_path):
+    """Keras's safe mode refuses a Lambda layer's code; its message was cut mid-sentence at 200
+    characters ("... If you trust the )"). The line now says what the file holds and that it is refused,
+    and other errors are cut at a sentence's end."""
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    code = keras.layers.Lambda(lambda t: t * 1.0)(inputs)
+    probabilities = keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(code))
+    keras.Model(inputs, probabilities).save(tmp_path / "code.keras")
+    _one_error_line(
+        _export("quantize", "--model", tmp_path / "code.keras", "--mode", "fp32", "--out", tmp_path / "o"),
+        "code.keras: it holds Python code (such as a Lambda layer) that could do anything; not loaded",
+    )
+    from fer_train.models import _first_sentence
+
+    assert _first_sentence(ValueError("Bad header. Details follow.\nmore")) == "Bad header"
+    long = _first_sentence(ValueError("word " * 100))
+    assert len(long) <= 204 and long.endswith("word ...")
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the bound is Linux's RLIMIT_DATA")
 def test_a_keras_file_declaring_layers_larger_than_its_weights_is_refused_within_bounded_memory(tmp_path):
     """An 80 kB .keras whose config declares a 2304x1000000 Dense layer: Keras allocated 10 GB (its

@@ -317,8 +317,18 @@ def load_model(path, compile: bool = True):
                 f"{path}: its layers take more memory than its {held:,} bytes justify (over "
                 f"{allowed / 2**30:,.1f} GiB); a damaged or hostile model file"
             ) from None
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"{path}: not a loadable Keras model ({reason})") from None
+        if "arbitrary code execution" in str(e):  # Keras's safe mode: a Lambda layer or other code
+            raise ModelFileError(
+                f"{path}: it holds Python code (such as a Lambda layer) that could do anything; not loaded"
+            ) from None
+        raise ModelFileError(f"{path}: not a loadable Keras model ({_first_sentence(e)})") from None
+
+
+def _first_sentence(error: Exception, limit: int = 200) -> str:
+    """An error's first sentence, for a one-line message: not cut mid-word."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = text.split(". ")[0].rstrip(".")
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _saved_by_newer_keras(path, installed: str) -> str | None:
