@@ -401,11 +401,15 @@ def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
         "1",
         "--limit",
         "14",
+        "--lr",
+        "1e-4",
         "--out",
         tmp_path / "cmp",
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "cmp" / "cnn" / "metrics.json").read_text())["samples"] == 14  # quick trial
+    fitted = json.loads((tmp_path / "cmp" / "cnn" / "config.json").read_text())["fit"]
+    assert fitted["learning_rate"] == 1e-4 and fitted["command"].endswith("--lr 0.0001")
     rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert [r["arch"] for r in rows] == ["cnn"] and "| cnn | PublicTest |" in (
         tmp_path / "cmp" / "comparison.md"

@@ -18,7 +18,7 @@ from rich.console import Console
 from fer_edge.cli_errors import fail, guarded, make_app, run_app
 from fer_edge.errors import not_a_model_file
 from fer_train.balance import METHODS
-from fer_train.models import DEFAULT_MODEL, MODELS
+from fer_train.models import DEFAULT_MODEL, MODELS, SEED_LEARNING_RATE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
@@ -235,6 +235,13 @@ def compare(
     ),
     out: Path = typer.Option(Path("runs/compare"), help="One run folder per architecture, and the table."),
     batch_size: int = typer.Option(64, min=1, help="Faces per training step."),
+    lr: float = typer.Option(
+        SEED_LEARNING_RATE,
+        min=1e-7,
+        max=1.0,
+        help="Adam's learning rate for every architecture (the seed's is too high for VGG16 from scratch; "
+        "1e-4 suits it).",
+    ),
     limit: int = typer.Option(
         None, min=1, help="Train and validate each on at most this many faces (quick trials)."
     ),
@@ -274,6 +281,7 @@ def compare(
             log=_log,
             budget_minutes=budget_minutes,
             reference=reference,
+            learning_rate=lr,
         )
 
     _guarded(run)

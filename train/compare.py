@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fer_train.files import read_json, refuse_overwrite, write_json, write_text
 from fer_train.fit import TrainError, can_continue, fit, recipe_config
+from fer_train.models import SEED_LEARNING_RATE
 
 TABLE_FILES = ("comparison.json", "comparison.md", "comparison.png")
 
@@ -26,6 +27,7 @@ def compare(
     log=print,
     budget_minutes: float | None = None,
     reference: Path | None = None,
+    learning_rate: float = SEED_LEARNING_RATE,
 ) -> list[dict]:
     """Train each architecture with one recipe for `epochs`, or until `budget_minutes` of training time
     (then its best epoch is kept): an equal compute budget is the fair comparison on one machine.
@@ -56,7 +58,7 @@ def compare(
             arch,
             str(data),
             optimizer="adam",
-            learning_rate=1e-3,
+            learning_rate=learning_rate,
             weight_decay=0.0,
             schedule="plateau",
             epochs=epochs or 1000,
@@ -66,7 +68,8 @@ def compare(
             val_limit=limit,  # a quick trial is quick end to end
             patience=epochs or 1000,
             command=f"fer-train compare --archs {arch} "
-            + (f"--budget-minutes {budget_minutes:g}" if budget_minutes else f"--epochs {epochs}"),
+            + (f"--budget-minutes {budget_minutes:g}" if budget_minutes else f"--epochs {epochs}")
+            + (f" --lr {learning_rate:g}" if learning_rate != SEED_LEARNING_RATE else ""),
         )
         if (run / "metrics.json").exists() and not force and not can_continue(cfg, run):
             log(f"{arch}: reusing the finished run in {run}")
