@@ -587,17 +587,23 @@ def test_force_replaces_only_a_file_the_tool_wrote(tmp_path):
 
 def test_every_committed_result_is_recognised_as_the_tools_own():
     """--force must be able to rebuild what the tool wrote before: the shipped models and their reports,
-    the benchmark results."""
+    the benchmark results, and the training runs kept with them (run folders, which `fit --force`
+    knows by their config.json)."""
     from pathlib import Path
 
-    from fer_train.files import refuse_overwrite
+    from fer_train.files import read_json, refuse_overwrite
 
     root = Path(__file__).resolve().parents[1]
+    results = sorted((root / "benchmarks" / "results").glob("*"))
     written = [*(root / "models").glob("fer_*"), root / "models" / "labels.txt"]
-    written += (root / "benchmarks" / "results").glob("*")
+    written += [path for path in results if path.is_file()]
     assert len(written) > 30
     for path in written:
         refuse_overwrite(path, force=True)
+    runs = [path for path in results if path.is_dir()] + sorted((root / "models" / "runs").glob("*"))
+    assert len(runs) >= 5
+    for run in runs:
+        assert read_json(run / "config.json")["fit"]["model"], run
 
 
 def test_atomic_writes_never_replace_a_device_or_pipe(tmp_path):
