@@ -432,9 +432,8 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
     with pytest.raises(ValueError, match="--budget-minutes"):
         compare(tiny_folders, ["cnn"], None, out, log=lambda m: None)
     # A finished run (here the same one, reused at the same budget) adds its row as trained, for reference.
-    rows = compare(
-        tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=0.001, reference=out / "cnn"
-    )
+    same = dict(batch_size=16, log=lambda m: None, budget_minutes=0.001)
+    rows = compare(tiny_folders, ["cnn"], None, out, reference=out / "cnn", **same)
     assert len(rows) == 2 and "reference" in rows[1]["arch"] and rows[1]["accuracy"] == rows[0]["accuracy"]
     assert rows[0]["epochs"] == 1
     with pytest.raises(ValueError, match="not a finished run"):
@@ -451,12 +450,26 @@ def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch
     # Its table is rewritten as runs go on; a file of someone else's by that name is kept.
     (out / "comparison.md").write_text("# my notes on the comparison\n")
     with pytest.raises(FileExistsError, match="comparison.md: not a Markdown report this tool wrote"):
-        compare(tiny_folders, ["cnn"], None, out, log=lambda m: None, budget_minutes=0.001)
+        compare(tiny_folders, ["cnn"], None, out, **same)
     (out / "comparison.md").unlink()
     # A larger budget trains the same run on from its checkpoint (here up to an epoch cap of 2).
     rows = compare(tiny_folders, ["cnn"], 2, out, batch_size=16, log=lambda m: None, budget_minutes=1)
     history = (out / "cnn" / "history.csv").read_text().splitlines()
     assert rows[0]["epochs"] == 2 and len(history) == 3 and history[1].startswith("1,")
+    # Another recipe's run (another learning rate here; a --limit trial alike) was reused as this table's
+    # row: it is named instead, before any training.
+    with pytest.raises(TrainError, match=r"holds a cnn run with other settings \(learning_rate\)"):
+        compare(
+            tiny_folders,
+            ["cnn"],
+            2,
+            out,
+            batch_size=16,
+            log=lambda m: None,
+            budget_minutes=1,
+            learning_rate=1e-4,
+        )
+    assert (out / "cnn" / "history.csv").read_text().splitlines() == history
 
 
 def test_fer_train_says_one_line_without_tensorflow_chatter(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fer_train.files import read_json, refuse_overwrite, write_json, write_text
-from fer_train.fit import TrainError, can_continue, fit, recipe_config
+from fer_train.fit import TrainError, can_continue, changed_settings, fit, recipe_config
 from fer_train.models import SEED_LEARNING_RATE
 
 TABLE_FILES = ("comparison.json", "comparison.md", "comparison.png")
@@ -50,27 +50,18 @@ def compare(
         refuse_overwrite(Path(out) / name, force=True)
     rows = []
     budget = f"{budget_minutes:g} minutes" if budget_minutes else f"{epochs} epochs"
-    for arch in archs:
+    recipes = {
+        a: _seed_recipe(a, data, epochs, budget_minutes, batch_size, limit, learning_rate) for a in archs
+    }
+    for arch, cfg in recipes.items():  # before any training: a clash found after an hour's training is late
         run = Path(out) / arch
-        # One recipe for every architecture (the seed's: Adam, learning rate halved on plateaus), so
-        # that only the architecture differs.
-        cfg = recipe_config(
-            arch,
-            str(data),
-            optimizer="adam",
-            learning_rate=learning_rate,
-            weight_decay=0.0,
-            schedule="plateau",
-            epochs=epochs or 1000,
-            budget_minutes=budget_minutes,
-            batch_size=batch_size,
-            limit=limit,
-            val_limit=limit,  # a quick trial is quick end to end
-            patience=epochs or 1000,
-            command=f"fer-train compare --archs {arch} "
-            + (f"--budget-minutes {budget_minutes:g}" if budget_minutes else f"--epochs {epochs}")
-            + (f" --lr {learning_rate:g}" if learning_rate != SEED_LEARNING_RATE else ""),
-        )
+        if not force and (run / "config.json").exists() and (changed := changed_settings(cfg, run)):
+            raise TrainError(
+                f"{run}: holds a {arch} run with other settings ({', '.join(changed)}); "
+                "use --force to retrain it, or another --out"
+            )
+    for arch, cfg in recipes.items():
+        run = Path(out) / arch
         if (run / "metrics.json").exists() and not force and not can_continue(cfg, run):
             log(f"{arch}: reusing the finished run in {run}")
             metrics = _read_metrics(run)
@@ -87,6 +78,28 @@ def compare(
     _plot(rows, plot, log)
     log(to_markdown(rows))
     return rows
+
+
+def _seed_recipe(arch, data, epochs, budget_minutes, batch_size, limit, learning_rate):
+    """One recipe for every architecture (the seed's: Adam, learning rate halved on plateaus), so that
+    only the architecture differs."""
+    return recipe_config(
+        arch,
+        str(data),
+        optimizer="adam",
+        learning_rate=learning_rate,
+        weight_decay=0.0,
+        schedule="plateau",
+        epochs=epochs or 1000,
+        budget_minutes=budget_minutes,
+        batch_size=batch_size,
+        limit=limit,
+        val_limit=limit,  # a quick trial is quick end to end
+        patience=epochs or 1000,
+        command=f"fer-train compare --archs {arch} "
+        + (f"--budget-minutes {budget_minutes:g}" if budget_minutes else f"--epochs {epochs}")
+        + (f" --lr {learning_rate:g}" if learning_rate != SEED_LEARNING_RATE else ""),
+    )
 
 
 def _read_metrics(run: Path) -> dict:

@@ -198,20 +198,7 @@ def _check_run_dir(cfg: FitConfig, out: Path, force: bool) -> bool:
         return False
     if force:
         return False
-    try:
-        previous = read_json(config_path, 1 << 20)["fit"]
-    except (OSError, ValueError, KeyError, TypeError):
-        previous = None
-    if not isinstance(previous, dict):
-        raise TrainError(f"{config_path}: unreadable run settings; use --force to start over")
-    # A setting added since the run began was at its default then.
-    defaults = {f.name: f.default for f in fields(FitConfig) if f.default is not MISSING}
-    changed = sorted(
-        k
-        for k, v in asdict(cfg).items()
-        if previous.get(k, defaults.get(k)) != v and k not in RESUMABLE_CHANGES
-    )
-    if changed:
+    if changed := changed_settings(cfg, out):
         raise TrainError(
             f"{out}: holds a run with other settings ({', '.join(changed)}); "
             "run the same command to resume it, or use --force to start over"
@@ -254,6 +241,24 @@ def _can_extend(cfg: FitConfig, out: Path) -> bool:
     if not (out / STATE_FILE).exists() or cfg.schedule == "cosine":
         return False
     return _room_left(cfg, _read_state(out))
+
+
+def changed_settings(cfg: FitConfig, out: str | os.PathLike) -> list[str]:
+    """The settings of the run in `out` that differ from `cfg`, but for those a resume may change."""
+    config_path = Path(out) / "config.json"
+    try:
+        previous = read_json(config_path, 1 << 20)["fit"]
+    except (OSError, ValueError, KeyError, TypeError):
+        previous = None
+    if not isinstance(previous, dict):
+        raise TrainError(f"{config_path}: unreadable run settings; use --force to start over")
+    # A setting added since the run began was at its default then.
+    defaults = {f.name: f.default for f in fields(FitConfig) if f.default is not MISSING}
+    return sorted(
+        k
+        for k, v in asdict(cfg).items()
+        if previous.get(k, defaults.get(k)) != v and k not in RESUMABLE_CHANGES
+    )
 
 
 def can_continue(cfg: FitConfig, out: str | os.PathLike) -> bool:
