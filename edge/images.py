@@ -128,7 +128,10 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
         raise UnreadableImage(f"{path}: cannot read it ({err.strerror or err})") from None
     if data[:2].tobytes() == b"\xff\xd8" and _truncated_jpeg(data.tobytes()):  # libjpeg: gray where cut
         raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
+    if not data.size:  # a file being copied in, or a failed download: say so, not "not an image"
+        what = "nothing piped in" if str(path) == STDIN else "an empty file" if path.is_file() else "gone"
+        raise UnreadableImage(f"{path}: {what}")
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if image is None:
         raise UnreadableImage(f"{path}: not an image OpenCV can read")
     if image.shape[0] * image.shape[1] > max_pixels:  # a format whose header is not read above

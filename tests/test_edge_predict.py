@@ -177,8 +177,12 @@ def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
     assert "warning:" in result.stderr and "broken.jpg" in result.stderr
     assert "summary: 1 image(s), 1 face(s), 1 unreadable" in result.stderr  # a folder gets a summary
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 2 images")
+    (tmp_path / "copying.png").touch()  # an empty file says so
+    result = invoke("predict", tmp_path / "copying.png", "--crops", "-m", models["int8"])
+    assert result.exit_code == 2 and "copying.png: an empty file" in result.stderr
     # Other tools' hidden files are not the user's images: macOS's ._good.png, a .thumbnails/ folder.
     (tmp_path / "broken.jpg").unlink()
+    (tmp_path / "copying.png").unlink()
     (tmp_path / "._good.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     (tmp_path / ".thumbnails").mkdir()
     cv2.imwrite(str(tmp_path / ".thumbnails" / "good.png"), shared_faces(env, per_class=1)[0][1])
