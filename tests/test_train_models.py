@@ -45,6 +45,21 @@ def test_the_default_is_fer_res_l_and_nano_is_smaller():
     assert default.count_params() < 2_300_000
 
 
+def test_multiply_adds_of_separable_and_depthwise_convolutions():
+    """A mini-Xception-style model is mostly separable convolutions: each counts its depthwise part
+    (3x3 per input channel) and its pointwise part (input x output channels), at the output's size."""
+    import keras
+    from keras import layers
+
+    from fer_train.models import macs_per_face
+
+    inputs = keras.Input((48, 48, 8))
+    x = layers.SeparableConv2D(16, 3, strides=2, padding="same")(inputs)  # 24x24
+    x = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)  # 24x24x32
+    model = keras.Model(inputs, x)
+    assert macs_per_face(model) == 24 * 24 * 8 * (9 + 16) + 24 * 24 * 32 * 9
+
+
 def test_width_scales_the_cnn():
     assert build_model("cnn", width=0.5).count_params() < build_model("cnn").count_params() / 3
 

@@ -253,7 +253,11 @@ def macs_per_face(model) -> int:
 
     total = 0
     for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, layers.DepthwiseConv2D):
+        if isinstance(layer, layers.SeparableConv2D):  # a depthwise, then a pointwise convolution
+            _, h, w, c = layer.output.shape
+            depthwise = layer.input.shape[-1] * layer.depth_multiplier
+            total += h * w * depthwise * (layer.kernel_size[0] * layer.kernel_size[1] + c)
+        elif isinstance(layer, layers.DepthwiseConv2D):
             _, h, w, c = layer.output.shape
             total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
         elif isinstance(layer, layers.Conv2D):
