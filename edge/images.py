@@ -129,7 +129,8 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
     if data[:2].tobytes() == b"\xff\xd8" and _truncated_jpeg(data.tobytes()):  # libjpeg: gray where cut
         raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
     if not data.size:  # a file being copied in, or a failed download: say so, not "not an image"
-        what = "nothing piped in" if str(path) == STDIN else "an empty file" if path.is_file() else "gone"
+        what = "an empty file" if path.is_file() else "no longer a file"
+        what = "nothing piped in" if str(path) == STDIN else what
         raise UnreadableImage(f"{path}: {what}")
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if image is None:
