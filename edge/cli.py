@@ -175,7 +175,10 @@ def run(
         help="Serve an MJPEG preview page at HOST:PORT, e.g. 127.0.0.1:8080 ([::1]:8080 for IPv6).",
     ),
     show: bool | None = typer.Option(
-        None, "--show/--no-show", help="Show a window (default: when a display exists)."
+        None,
+        "--show/--no-show",
+        " /--headless",
+        help="Show a window (default: when a display exists); --headless: never.",
     ),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
     reconnect: int = typer.Option(
@@ -247,6 +250,9 @@ def run(
 @app.command(short_help="What a FER .tflite says about itself.")
 def info(
     model: Path | None = typer.Argument(None, metavar="MODEL", help=MODEL_HELP),
+    model_option: Path | None = typer.Option(
+        None, "--model", "-m", help="The same as MODEL, named as predict and run name it."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
 ) -> None:
     """What a FER .tflite says about itself: name, variant, labels, input and runtime."""
@@ -255,9 +261,12 @@ def info(
         import json
 
         from fer_edge.classifier import Classifier, resolve_model
+        from fer_edge.errors import EdgeError
         from fer_edge.runtime import runtime_name
 
-        described = Classifier(resolve_model(model)).describe()
+        if model is not None and model_option is not None:
+            raise EdgeError("give the model once: as MODEL or as --model, not both")
+        described = Classifier(resolve_model(model or model_option)).describe()
         described["runtime"] = runtime_name()
         if as_json:
             typer.echo(json.dumps(described))

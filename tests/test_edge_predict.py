@@ -359,6 +359,17 @@ def test_info_describes_a_model(models):
     assert described["runtime"] in ("ai_edge_litert", "tflite_runtime")
 
 
+def test_info_takes_the_model_as_predict_and_run_do(models):
+    """`fer-edge info -m nano`, as a user of `predict -m nano` types it; the model named twice is refused."""
+    named = invoke("info", "-m", models["int8"], "--json")
+    assert named.exit_code == 0, named.stderr
+    assert json.loads(named.stdout) == json.loads(invoke("info", models["int8"], "--json").stdout)
+    assert json.loads(invoke("info", "-m", "nano", "--json").stdout)["name"] == "fer_nano"
+    both = invoke("info", models["int8"], "-m", "nano")
+    assert both.exit_code == 2
+    assert both.stderr.strip() == "error: give the model once: as MODEL or as --model, not both"
+
+
 def test_no_native_library_chatter_reaches_the_terminal(env, models, tmp_path):
     img = tmp_path / "frame.png"
     cv2.imwrite(str(img), cv2.resize(shared_faces(env, per_class=1)[3][1], (200, 200)))

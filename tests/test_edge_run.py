@@ -226,6 +226,18 @@ def test_show_where_no_window_can_open_is_refused_before_the_run(env, tmp_path, 
     assert last.startswith("error: --show: ") and "use --save, --serve or --json" in last, result.stderr
 
 
+def test_headless_never_opens_a_window_even_where_a_display_is_set(env, models, tmp_path, monkeypatch):
+    """--headless (--no-show's other name) runs where --show, with this headless OpenCV, is refused."""
+    monkeypatch.setenv("DISPLAY", ":0")
+    video = moving_faces_video(env, tmp_path / "in.mp4", frames=3)
+    args = ["run", "--source", video, "-m", models["int8"], "-d", "blazeface", "--json"]
+    shown = invoke(*args, "--show")
+    assert shown.exit_code == 2 and "error: --show: " in shown.stderr
+    headless = invoke(*args, "--headless")
+    assert headless.exit_code == 0, headless.stderr
+    assert [json.loads(line)["frame"] for line in headless.stdout.splitlines()] == [0, 1, 2]
+
+
 def test_force_never_replaces_a_device_or_pipe(env, models, tmp_path):
     """Outputs are moved into place; moved over a named pipe (or /dev/null), it would replace the pipe
     (or the device) itself, even with --force."""
