@@ -20,6 +20,7 @@ from fer_edge.errors import SourceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 ENV_MAX_PIXELS = "FER_MAX_PIXELS"
+OPENCV_MAX_PIXELS = "OPENCV_IO_MAX_IMAGE_PIXELS"
 STDIN = "-"  # an input of that name is an image piped in
 # 50 megapixels: any phone photo, and 150 MB decoded, which a Raspberry Pi can hold.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -49,6 +50,8 @@ def set_max_pixels(limit: int | None) -> None:
     """The pixel limit for every image read after this (`--max-pixels`; None: $FER_MAX_PIXELS or 50 M)."""
     global max_pixels
     max_pixels = int(limit) if limit else env_max_pixels()
+    if "cv2" not in sys.modules:  # OpenCV reads its own limit (the other formats') once, as it loads
+        os.environ[OPENCV_MAX_PIXELS] = str(max_pixels)
 
 
 def is_image(path: Path) -> bool:
@@ -132,7 +135,15 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
         what = "an empty file" if path.is_file() else "no longer a file"
         what = "nothing piped in" if str(path) == STDIN else what
         raise UnreadableImage(f"{path}: {what}")
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    except cv2.error as err:  # OpenCV 4.14 raises where earlier versions returned nothing
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(err):  # its header said so: nothing was decoded
+            limit = int(os.environ.get(OPENCV_MAX_PIXELS, max_pixels))
+            raise UnreadableImage(
+                f"{path}: over the limit of {limit:,} pixels (--max-pixels or ${ENV_MAX_PIXELS})"
+            ) from None
+        image = None
     if image is None:
         raise UnreadableImage(f"{path}: not an image OpenCV can read")
     if image.shape[0] * image.shape[1] > max_pixels:  # a format whose header is not read above

@@ -166,6 +166,26 @@ def test_image_sizes_are_read_from_the_header(tmp_path, suffix):
     assert header_size(path.read_bytes()[:65536]) == (53, 37)
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".webp", ".pgm"])
+def test_a_format_whose_header_is_not_read_here_obeys_the_pixel_limit_too(tmp_path, suffix):
+    """TIFF, WebP and PGM are refused by OpenCV's own limit, which a command's --max-pixels sets (in a
+    process of its own, as a user runs it): one line, not OpenCV's exception; a higher limit reads it."""
+    import cv2
+
+    image = tmp_path / f"big{suffix}"
+    cv2.imwrite(str(image), np.full((1000, 1200), 128, np.uint8))  # 1.2 M pixels, a few kB compressed
+    command = [sys.executable, "-m", "fer_edge", "predict", image, "--crops", "-m", tiny_models()["int8"]]
+    refused = subprocess.run([*map(str, command), "--max-pixels", "1000000"], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[0] == (
+        f"warning: {image}: over the limit of 1,000,000 pixels (--max-pixels or $FER_MAX_PIXELS); skipped"
+    )
+    assert "Traceback" not in refused.stderr
+    read = subprocess.run([*map(str, command), "--max-pixels", "2000000"], capture_output=True, text=True)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.startswith(f"{image}\t")
+
+
 def test_a_truncated_jpeg_is_refused_not_half_read(tmp_path):
     """libjpeg decodes a cut JPEG with its missing part gray: a label for half a face."""
     import cv2
