@@ -24,7 +24,8 @@ def _pixel_limit() -> str:
 # OpenCV reads its decoder's pixel limit when it loads; set it here, before any module imports cv2
 # (fer_edge.images explains the limit; a command's --max-pixels replaces it if OpenCV is not loaded yet).
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", _pixel_limit())
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # its [ WARN ] lines are not for users
+
+from fer_edge import quiet  # noqa: E402, F401  (OpenCV's and FFmpeg's log levels, also before cv2 loads)
 
 __all__ = ["Classifier", "EmotionRecognizer", "Face", "ModelError", "EdgeError"]
 

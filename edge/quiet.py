@@ -1,8 +1,9 @@
 """Keep native libraries' start-up chatter out of the user's terminal.
 
 LiteRT ("INFO: Created TensorFlow Lite XNNPACK delegate"), MediaPipe (absl INFO lines), OpenCV
-(`[ WARN:...]`) and the FFmpeg inside it (`[http @ 0x...] Error reading HTTP response`) log from C++
-to file descriptor 2, below Python's sys.stderr, where no Python setting reaches. OpenCV and FFmpeg
+(`[ WARN:...]`, `[ERROR:...]`) and the FFmpeg inside it (`[http @ 0x...] Error reading HTTP
+response`) log from C++ to file descriptor 2, below Python's sys.stderr, where no Python setting
+reaches. OpenCV and FFmpeg
 take a log level from the environment; around the other calls known to log, fd 2 points at
 /dev/null. Errors still arrive as exceptions. FER_VERBOSE=1 keeps everything.
 """
@@ -14,8 +15,9 @@ import os
 import sys
 
 if not os.environ.get("FER_VERBOSE"):
-    # OpenCV reads this when it loads: only errors, not its [ WARN ] lines about a stream or file.
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    # OpenCV reads this when it loads: not its [ WARN ] and [ ERROR ] lines about a stream or a damaged
+    # image (TIFF_Error, "imdecode_(): can't read data"), which we report in one line of our own.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
     # And this when it first opens a video or stream: FFmpeg quiet (AV_LOG_QUIET). What goes wrong
     # reaches the user as our own one-line error ("cannot open ...", "stream dropped").
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")

@@ -381,6 +381,30 @@ def test_no_native_library_chatter_reaches_the_terminal(env, models, tmp_path):
     assert result.stderr.startswith("detector: ")  # what the user is told stays
 
 
+def test_damaged_images_are_one_line_each_without_opencv_s_log(models, tmp_path):
+    """OpenCV logs `[ERROR:...]` lines (TIFF_Error, "can't read header") from C++ on a damaged file:
+    the user reads our one line per image instead; FER_VERBOSE=1 shows OpenCV's own."""
+    face = np.full((64, 64), 128, np.uint8)
+    for suffix in (".png", ".tif", ".webp"):
+        cv2.imwrite(str(tmp_path / f"whole{suffix}"), face)
+        data = (tmp_path / f"whole{suffix}").read_bytes()
+        (tmp_path / f"whole{suffix}").unlink()
+        (tmp_path / f"cut{suffix}").write_bytes(data[: len(data) // 2] if suffix != ".webp" else data[:30])
+    command = [sys.executable, "-m", "fer_edge", "predict", tmp_path, "--crops", "-m", models["int8"]]
+    user_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}  # not this process's
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=user_env)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    names = ("cut.png", "cut.tif", "cut.webp")
+    assert lines[:3] == [f"warning: {tmp_path / n}: not an image OpenCV can read; skipped" for n in names]
+    assert lines[3].startswith("summary: 0 image(s), 0 face(s), 3 unreadable")
+    assert lines[4:] == ["error: 3 of 3 images could not be read"]
+    verbose = {**user_env, "FER_VERBOSE": "1"}
+    assert (
+        "TIFF" in subprocess.run(list(map(str, command)), capture_output=True, text=True, env=verbose).stderr
+    )
+
+
 def test_a_reader_that_stops_early_ends_the_command_quietly(env, models):
     """`fer-edge predict DIR --json | head -1`: a closed stdout ends the run as it ends a Unix tool."""
     command = [sys.executable, "-m", "fer_edge", "predict", str(env / "fer2013" / "test" / "happy")]
