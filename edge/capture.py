@@ -23,7 +23,7 @@ import numpy as np
 import fer_edge.quiet  # noqa: F401  (sets OpenCV's and FFmpeg's log levels before a source opens)
 from fer_edge import images
 from fer_edge.errors import SourceError, printable
-from fer_edge.images import ENV_MAX_PIXELS, UnreadableImage, is_image, list_images, read_image
+from fer_edge.images import UnreadableImage, is_image, list_images, read_image
 
 PICAMERA_NAMES = ("picamera", "picamera2")
 # How long the loop waits for a frame at a time. A Ctrl-C the kernel hands to another thread is only
@@ -202,7 +202,7 @@ def _check_frame_size(capture, source) -> None:
         capture.release()
         raise SourceError(
             f"{describe(str(source))}: {width}x{height} frames, over the limit of {images.max_pixels:,} "
-            f"pixels (--max-pixels or ${ENV_MAX_PIXELS})"
+            f"pixels ({images.limit_hint})"
         )
 
 

@@ -40,6 +40,8 @@ try:
     max_pixels = env_max_pixels()
 except ValueError:  # reported when a command sets its limit (set_max_pixels)
     max_pixels = DEFAULT_MAX_PIXELS
+# How the user sets the limit, as errors say it: --max-pixels only in the commands that take it.
+limit_hint = f"${ENV_MAX_PIXELS}"
 
 
 class UnreadableImage(SourceError):
@@ -48,8 +50,9 @@ class UnreadableImage(SourceError):
 
 def set_max_pixels(limit: int | None) -> None:
     """The pixel limit for every image read after this (`--max-pixels`; None: $FER_MAX_PIXELS or 50 M)."""
-    global max_pixels
+    global max_pixels, limit_hint
     max_pixels = int(limit) if limit else env_max_pixels()
+    limit_hint = f"--max-pixels or ${ENV_MAX_PIXELS}"
     if "cv2" not in sys.modules:  # OpenCV reads its own limit (the other formats') once, as it loads
         os.environ[OPENCV_MAX_PIXELS] = str(max_pixels)
 
@@ -140,9 +143,7 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
     except cv2.error as err:  # OpenCV 4.14 raises where earlier versions returned nothing
         if "CV_IO_MAX_IMAGE_PIXELS" in str(err):  # its header said so: nothing was decoded
             limit = int(os.environ.get(OPENCV_MAX_PIXELS, max_pixels))
-            raise UnreadableImage(
-                f"{path}: over the limit of {limit:,} pixels (--max-pixels or ${ENV_MAX_PIXELS})"
-            ) from None
+            raise UnreadableImage(f"{path}: over the limit of {limit:,} pixels ({limit_hint})") from None
         image = None
     if image is None:
         raise UnreadableImage(f"{path}: not an image OpenCV can read")
@@ -161,8 +162,7 @@ def _check_header(path: Path, head: bytes) -> None:
     size = header_size(head)
     if size and size[0] * size[1] > max_pixels:
         raise UnreadableImage(
-            f"{path}: {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "
-            f"(--max-pixels or ${ENV_MAX_PIXELS})"
+            f"{path}: {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} ({limit_hint})"
         )
 
 
@@ -182,7 +182,7 @@ def _read_stream(path: Path, stream, size: int | None) -> np.ndarray:
     head = stream.read(HEADER_BYTES)
     _check_header(path, head)
     limit = max_pixels * 8 + (1 << 20)
-    what = f"an image of {max_pixels:,} pixels takes (--max-pixels or ${ENV_MAX_PIXELS})"
+    what = f"an image of {max_pixels:,} pixels takes ({limit_hint})"
     declared = header_size(head)
     if declared and declared[0] * declared[1] * 8 + METADATA_BYTES < limit:
         # Far more bytes than its pixels need: padding or a payload, not a photo.

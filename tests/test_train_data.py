@@ -81,6 +81,9 @@ def test_a_truncated_or_oversized_training_image_is_refused_by_name(tiny_folders
     monkeypatch.setattr(images, "max_pixels", 9999)  # what $FER_MAX_PIXELS or --max-pixels set
     with pytest.raises(data.DataError, match="big.png: unreadable image: 100x100 pixels, over the limit"):
         data.load(tiny_folders, "train", cache=False)
+    monkeypatch.setenv("FER_MAX_PIXELS", "50M")  # not a number: said, not passed over for the default
+    with pytest.raises(data.DataError, match=r"^\$FER_MAX_PIXELS='50M': give a positive whole number"):
+        data.load(tiny_folders, "train", cache=False)
 
 
 def test_unreadable_image_and_unknown_class_folder(tiny_folders):

@@ -486,6 +486,22 @@ def test_fer_train_says_one_line_without_tensorflow_chatter(tmp_path):
     ]
 
 
+def test_an_image_over_the_pixel_limit_names_what_sets_it_in_fer_train(tiny_folders, tmp_path):
+    """fer-train has no --max-pixels: its error names the variable that sets the limit, and only it."""
+    import cv2
+
+    big = tiny_folders / "train" / "happy" / "big.png"
+    cv2.imwrite(str(big), np.zeros((100, 100), np.uint8))
+    command = [sys.executable, "-m", "fer_train", "fit", "--data", tiny_folders, "--out", tmp_path / "r"]
+    env = {**os.environ, "FER_MAX_PIXELS": "9999"}
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {big}: unreadable image: 100x100 pixels, over the limit of 9,999 ($FER_MAX_PIXELS); "
+        "use --skip-bad to leave such files out"
+    ]
+
+
 def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_path):
     """The training targets are the teacher's probabilities (on the face and its mirror image) mixed
     with the labels as --distill says (1: the teacher's answers alone), and the run records its teacher."""

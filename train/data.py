@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.images import UnreadableImage, is_hidden, is_image, read_image
+from fer_edge.images import UnreadableImage, env_max_pixels, is_hidden, is_image, read_image
 from fer_train.spec import CLASSES, IMAGE_SIZE, SPLIT_ALIASES, canonical_split, class_index
 
 CACHE_VERSION = 1
@@ -221,6 +221,10 @@ def _list_images(split_dir: Path, skip_bad: bool) -> list[tuple[Path, int]]:
 
 
 def _read_folder(files: list[tuple[Path, int]], skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    try:
+        env_max_pixels()  # not a number: said, not passed over for the default
+    except ValueError as err:
+        raise DataError(str(err)) from None
     images, labels, skipped = [], [], []
     # OpenCV releases the GIL while decoding, so threads overlap file reads and JPEG decoding.
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
