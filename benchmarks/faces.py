@@ -12,10 +12,12 @@ from fer_train.spec import IMAGE_SIZE
 
 def load_split(path: str | Path, split: str = "test", limit: int | None = None, seed: int = 0):
     """(images uint8 (N, 48, 48), labels, description) of one FER2013 split, optionally a random subset."""
-    from fer_train.data import DataError, load
+    from fer_train.data import BadItem, DataError, load
 
     try:
         data = load(path, split=split)
+    except BadItem as err:  # a benchmark scores every face of the split: nothing is skipped
+        raise BenchError(f"{err.why}; fer-bench skips nothing: fix or remove it") from None
     except (DataError, ValueError) as err:
         raise BenchError(str(err)) from None
     images, labels = data.images, data.labels

@@ -157,3 +157,11 @@ def test_bad_data_and_reference_end_in_one_error_line(models, tiny_folders, tmp_
     )
     assert "x.keras" in error_line(proc)
     assert not (tmp_path / "accuracy.json").exists()
+    # A damaged face: fer-bench has no --skip-bad (a benchmark scores the whole split), so it says so.
+    damaged = tiny_folders / "test" / "sad" / "damaged.png"
+    damaged.write_bytes(b"\x89PNG\r\n\x1a\n")
+    proc = run_cli("accuracy", "-m", str(models["int8"]), "--data", str(tiny_folders), "--out", str(tmp_path))
+    assert error_line(proc) == (
+        f"error: {damaged}: unreadable image: not an image OpenCV can read; fer-bench skips nothing: fix or "
+        "remove it"
+    )

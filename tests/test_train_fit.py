@@ -416,6 +416,19 @@ def test_cli_fit_evaluate_and_compare(tiny_csv, tmp_path):
     ).read_text()
 
 
+def test_compare_skips_bad_files_when_asked_as_fit_does(tiny_folders, tmp_path):
+    (tiny_folders / "train" / "happy" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    args = ["compare", "--data", tiny_folders, "--archs", "cnn", "--epochs", "1", "--limit", "14"]
+    refused = _cli(*args, "--out", tmp_path / "cmp")
+    assert refused.exit_code == 2 and "damaged.png: unreadable image" in refused.stderr
+    assert refused.stderr.rstrip().endswith("use --skip-bad to leave such files out")  # an option it has
+    result = _cli(*args, "--out", tmp_path / "cmp", "--skip-bad")
+    assert result.exit_code == 0, result.output
+    fitted = json.loads((tmp_path / "cmp" / "cnn" / "config.json").read_text())["fit"]
+    assert fitted["skip_bad"] and fitted["command"].endswith("--skip-bad")
+    assert json.loads((tmp_path / "cmp" / "cnn" / "metrics.json").read_text())["skipped"]["train"] == 1
+
+
 def test_compare_at_an_equal_time_budget_stops_each_run_and_keeps_its_best_epoch(tiny_folders, tmp_path):
     from fer_train.compare import compare
 

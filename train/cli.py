@@ -251,6 +251,9 @@ def compare(
         help="A finished run folder (e.g. models/runs/fer_res_l, the default) whose row is added as trained,"
         " for reference.",
     ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Skip malformed rows and unreadable images, and report them."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Retrain architectures that already have a finished run."
     ),
@@ -282,6 +285,7 @@ def compare(
             budget_minutes=budget_minutes,
             reference=reference,
             learning_rate=lr,
+            skip_bad=skip_bad,
         )
 
     _guarded(run)

@@ -28,6 +28,7 @@ def compare(
     budget_minutes: float | None = None,
     reference: Path | None = None,
     learning_rate: float = SEED_LEARNING_RATE,
+    skip_bad: bool = False,
 ) -> list[dict]:
     """Train each architecture with one recipe for `epochs`, or until `budget_minutes` of training time
     (then its best epoch is kept): an equal compute budget is the fair comparison on one machine.
@@ -51,7 +52,8 @@ def compare(
     rows = []
     budget = f"{budget_minutes:g} minutes" if budget_minutes else f"{epochs} epochs"
     recipes = {
-        a: _seed_recipe(a, data, epochs, budget_minutes, batch_size, limit, learning_rate) for a in archs
+        a: _seed_recipe(a, data, epochs, budget_minutes, batch_size, limit, learning_rate, skip_bad)
+        for a in archs
     }
     for arch, cfg in recipes.items():  # before any training: a clash found after an hour's training is late
         run = Path(out) / arch
@@ -68,10 +70,11 @@ def compare(
         else:  # a new run, an interrupted one, or a finished one given a larger budget
             log(f"{arch}: training for {budget} in {run}")
             metrics = fit(cfg, run, force=force, log=log)
-        rows.append(_row(arch, run, metrics, data, limit))
+        rows.append(_row(arch, run, metrics, cfg))
     if reference_metrics is not None:
         name = f"{reference_metrics.get('model_name') or Path(reference).name} (reference: its own recipe)"
-        rows.append(_row(name, Path(reference), reference_metrics, data, limit, write_int8=False))
+        # Its int8 figures from the same faces as the others' (data, limit and skip_bad are shared).
+        rows.append(_row(name, Path(reference), reference_metrics, recipes[archs[0]], write_int8=False))
     table_json, table_md, plot = (Path(out) / name for name in TABLE_FILES)
     write_json(table_json, rows)
     write_text(table_md, to_markdown(rows))
@@ -80,7 +83,7 @@ def compare(
     return rows
 
 
-def _seed_recipe(arch, data, epochs, budget_minutes, batch_size, limit, learning_rate):
+def _seed_recipe(arch, data, epochs, budget_minutes, batch_size, limit, learning_rate, skip_bad):
     """One recipe for every architecture (the seed's: Adam, learning rate halved on plateaus), so that
     only the architecture differs."""
     return recipe_config(
@@ -96,9 +99,11 @@ def _seed_recipe(arch, data, epochs, budget_minutes, batch_size, limit, learning
         limit=limit,
         val_limit=limit,  # a quick trial is quick end to end
         patience=epochs or 1000,
+        skip_bad=skip_bad,
         command=f"fer-train compare --archs {arch} "
         + (f"--budget-minutes {budget_minutes:g}" if budget_minutes else f"--epochs {epochs}")
-        + (f" --lr {learning_rate:g}" if learning_rate != SEED_LEARNING_RATE else ""),
+        + (f" --lr {learning_rate:g}" if learning_rate != SEED_LEARNING_RATE else "")
+        + (" --skip-bad" if skip_bad else ""),
     )
 
 
@@ -122,10 +127,10 @@ def _read_metrics(run: Path) -> dict:
     return metrics
 
 
-def _row(arch: str, run: Path, metrics: dict, data, limit: int | None, write_int8: bool = True) -> dict:
+def _row(arch: str, run: Path, metrics: dict, cfg, write_int8: bool = True) -> dict:
     return {
         "arch": arch,
-        **_int8_figures(run, data, limit, write_int8),
+        **_int8_figures(run, cfg, write_int8),
         "split": metrics["split"],
         "accuracy": metrics["accuracy"],
         "flip_tta_accuracy": metrics["flip_tta_accuracy"],
@@ -142,7 +147,7 @@ def _row(arch: str, run: Path, metrics: dict, data, limit: int | None, write_int
     }
 
 
-def _int8_figures(run: Path, data, limit: int | None, write: bool = True) -> dict:
+def _int8_figures(run: Path, cfg, write: bool = True) -> dict:
     """What the architecture costs on a device: its best model exported to int8 by fer-export (200
     calibration faces) and timed, one face per call on one thread, through fer-edge's classifier."""
     from fer_edge.classifier import Classifier
@@ -152,8 +157,8 @@ def _int8_figures(run: Path, data, limit: int | None, write: bool = True) -> dic
     from fer_train.data import load
     from fer_train.files import write_bytes
 
-    train = load(data, "train")
-    faces = train.images[stratified_indices(train.labels, min(200, limit or 200), 0)]
+    train = load(cfg.data, "train", skip_bad=cfg.skip_bad)
+    faces = train.images[stratified_indices(train.labels, min(200, cfg.limit or 200), 0)]
     try:
         exported = build_variant(load_keras_model(run / "model.keras"), "int8", faces)
     except VerificationError as e:  # an under-trained model may miss int8's tolerance; same cost

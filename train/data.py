@@ -29,6 +29,15 @@ class DataError(Exception):
     """Bad or missing data; the message is one line naming the file (and row) at fault."""
 
 
+class BadItem(DataError):
+    """A row, image or folder that `skip_bad` would leave out; the message says so (`--skip-bad`), `why`
+    is the fault alone, for a command that offers no such option."""
+
+    def __init__(self, why: str, skipping: str):
+        super().__init__(f"{why}; use --skip-bad to {skipping}")
+        self.why = why
+
+
 @dataclass
 class Dataset:
     images: np.ndarray  # uint8 (N, 48, 48)
@@ -151,7 +160,7 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
         except ValueError as e:
             where = f"{path}:{line_no}"
             if not skip_bad:
-                raise DataError(f"{where}: {e} (use --skip-bad to leave such rows out)") from None
+                raise BadItem(f"{where}: {e}", "leave such rows out") from None
             skipped.append(f"{where}: {e}")
             continue
         images.append(face)
@@ -209,9 +218,8 @@ def _list_images(split_dir: Path, skip_bad: bool) -> list[tuple[Path, int]]:
         if label is None:
             if skip_bad:
                 continue
-            raise DataError(
-                f"{class_dir}: unknown class folder (expected one of {', '.join(CLASSES)}; "
-                "use --skip-bad to ignore it)"
+            raise BadItem(
+                f"{class_dir}: unknown class folder (expected one of {', '.join(CLASSES)})", "ignore it"
             )
         found = [(p, label) for p in sorted(class_dir.iterdir()) if is_image(p) and not is_hidden(p)]
         if not found:
@@ -232,7 +240,7 @@ def _read_folder(files: list[tuple[Path, int]], skip_bad: bool) -> tuple[np.ndar
             if isinstance(face, str):
                 why = f"{path}: unreadable image: {face}"
                 if not skip_bad:
-                    raise DataError(f"{why}; use --skip-bad to leave such files out")
+                    raise BadItem(why, "leave such files out")
                 skipped.append(why)
                 continue
             images.append(face)
