@@ -100,10 +100,15 @@ def _unique_key(path: Path, taken: set[str]) -> str:
 
 def open_ours(path: str | Path, threads: int = 1):
     """Our Classifier, with its ModelError turned into a BenchError and its labels checked."""
-    from fer_edge.classifier import Classifier, ModelError
+    from fer_edge.classifier import Classifier
+    from fer_edge.errors import MissingLabels, ModelError
 
     try:
         clf = Classifier(path, threads=threads)
+    except MissingLabels as err:  # fer-bench takes no --labels: it compares against FER2013's classes
+        raise BenchError(
+            f"{err.why}; fer-bench measures models that carry their labels, as fer-export writes them"
+        ) from None
     except ModelError as err:
         raise BenchError(str(err)) from None
     check_labels(path, clf.labels)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.errors import ModelError
+from fer_edge.errors import MissingLabels, ModelError
 from fer_edge.model_info import ModelInfo, read_labels_file, read_model_info
 from fer_edge.runtime import (
     MAX_TENSOR_BYTES,
@@ -133,9 +133,8 @@ class Classifier:
         else:
             names = self.info.labels
         if not names:
-            raise ModelError(
-                f"{self.path}: the model carries no labels (no fer_model.json or labels.txt packed in it); "
-                "pass --labels FILE"
+            raise MissingLabels(
+                f"{self.path}: the model carries no labels (no fer_model.json or labels.txt packed in it)"
             )
         if len(names) != self.num_classes:
             raise ModelError(f"{self.path}: {len(names)} labels for {self.num_classes} model outputs")

@@ -261,12 +261,15 @@ def info(
         import json
 
         from fer_edge.classifier import Classifier, resolve_model
-        from fer_edge.errors import EdgeError
+        from fer_edge.errors import EdgeError, MissingLabels
         from fer_edge.runtime import runtime_name
 
         if model is not None and model_option is not None:
             raise EdgeError("give the model once: as MODEL or as --model, not both")
-        described = Classifier(resolve_model(model or model_option)).describe()
+        try:
+            described = Classifier(resolve_model(model or model_option)).describe()
+        except MissingLabels as err:  # info has no --labels: say who takes it
+            raise EdgeError(f"{err.why}; predict and run take --labels FILE") from None
         described["runtime"] = runtime_name()
         if as_json:
             typer.echo(json.dumps(described))

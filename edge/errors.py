@@ -13,6 +13,15 @@ class ModelError(EdgeError):
     """A .tflite that is missing, corrupt, of the wrong shape, or without labels."""
 
 
+class MissingLabels(ModelError):
+    """A model without labels: the message points to --labels; `why` is the fault alone, for a command
+    that has no such option."""
+
+    def __init__(self, why: str):
+        super().__init__(f"{why}; pass --labels FILE")
+        self.why = why
+
+
 class SourceError(EdgeError):
     """A camera, video, stream or image that cannot be opened or that stopped for good."""
 

@@ -93,6 +93,29 @@ def test_odd_zip_entries_are_one_error_line(tmp_path, what, local, central, valu
     _one_error_line(_export("inspect", path), message)
 
 
+def test_a_model_without_labels_names_the_option_where_the_command_has_one(tmp_path):
+    from fer_bench.cli import app as bench_app
+
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(_plain_tflite())
+    import cv2
+
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.full((48, 48), 128, np.uint8))
+    why = f"{bare}: the model carries no labels (no fer_model.json or labels.txt packed in it)"
+    predicted = _edge("predict", face, "--crops", "-m", bare)
+    assert predicted.exit_code == 2 and predicted.stderr.strip() == f"error: {why}; pass --labels FILE"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]))
+    assert _edge("predict", face, "--crops", "-m", bare, "--labels", labels).exit_code == 0
+    assert _edge("info", bare).stderr.strip() == f"error: {why}; predict and run take --labels FILE"
+    timed = CliRunner().invoke(bench_app, ["latency", "-m", str(bare), "--runs", "5", "--out", str(tmp_path)])
+    assert timed.exit_code == 2
+    assert timed.stderr.strip() == (
+        f"error: {why}; fer-bench measures models that carry their labels, as fer-export writes them"
+    )
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
