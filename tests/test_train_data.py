@@ -196,7 +196,7 @@ def test_an_image_or_a_device_as_data_is_refused_by_name(tmp_path):
 
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), np.zeros((48, 48), np.uint8))
-    with pytest.raises(data.DataError, match="face.png: an image; --data takes"):
+    with pytest.raises(data.DataError, match="face.png: an image; FER2013 data is its CSV or a folder"):
         data.load(image, "train")
     with pytest.raises(data.DataError, match="/dev/null: not a file or folder"):
         data.load("/dev/null", "train")

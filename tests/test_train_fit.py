@@ -495,7 +495,7 @@ def test_fer_train_says_one_line_without_tensorflow_chatter(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: /dev/null: not a file or folder (--data takes the FER2013 CSV or image folders)"
+        "error: /dev/null: not a file or folder (FER2013 data is its CSV or image folders)"
     ]
 
 

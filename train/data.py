@@ -91,9 +91,9 @@ def check_source(path: str | os.PathLike) -> Path:
     if not src.exists():
         raise DataError(f"{src}: no such file or folder")
     if not src.is_file() and not src.is_dir():
-        raise DataError(f"{src}: not a file or folder (--data takes the FER2013 CSV or image folders)")
+        raise DataError(f"{src}: not a file or folder (FER2013 data is its CSV or image folders)")
     if src.is_file() and is_image(src):
-        raise DataError(f"{src}: an image; --data takes the FER2013 CSV or a folder of <split>/<class>/")
+        raise DataError(f"{src}: an image; FER2013 data is its CSV or a folder of <split>/<class>/ images")
     return src
 
 
