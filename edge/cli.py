@@ -314,7 +314,9 @@ def models_fetch(
     url: str | None = typer.Option(
         None, "--url", help="Download from this mirror instead (the SHA-256 is checked all the same)."
     ),
-    force: bool = typer.Option(False, "--force", help="Download again even if a good copy is there."),
+    force: bool = typer.Option(
+        False, "--force", help="Download again even if a good copy is there (another file is always kept)."
+    ),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, max=3600, help="Network timeout in seconds."),
 ) -> None:
     """Download the BlazeFace short-range model from its official URL and check its pinned SHA-256.

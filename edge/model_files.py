@@ -101,13 +101,16 @@ def fetch(
     target = dest_dir / model.filename
     if dest_dir.exists() and not dest_dir.is_dir():
         raise EdgeError(f"--dest {dest_dir}: a file, not a folder")
-    if target.is_file() and not force:
-        if sha256_of(target) == model.sha256:
+    if target.is_file():
+        if sha256_of(target) != model.sha256:
+            # Downloads land whole and checked or not at all, so another file of that name is not one
+            # this tool wrote: kept, even with --force.
+            raise EdgeError(
+                f"{target}: another file by that name is there (not the pinned model); kept even with "
+                "--force: move it away, or fetch into another --dest"
+            )
+        if not force:
             return target, False
-        # Downloads land whole or not at all, so another file of that name is someone's: kept.
-        raise EdgeError(
-            f"{target}: another file by that name is there (not the pinned model); --force replaces it"
-        )
     dest_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{model.filename}.", suffix=".part", dir=dest_dir)
     tmp_path = Path(tmp)

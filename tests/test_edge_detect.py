@@ -301,17 +301,27 @@ def test_models_fetch_and_path_commands(http_folder, blaze_model, tmp_path, monk
     bad = runner.invoke(app, ["models", "fetch", "--url", f"{base}/bad.tflite", "--force"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error:") and "SHA-256" in bad.stderr
     assert (cache_dir() / BLAZE_FACE.filename).read_bytes() == blaze_model.read_bytes()  # the good copy stays
-    # Another file by that name is someone's: kept unless --force; a file as --dest is not a folder.
+    # Another file by that name is someone's (ours are checked before they land): kept, even with
+    # --force, which only downloads a good copy again; a file as --dest is not a folder.
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / BLAZE_FACE.filename).write_bytes(b"my own detector")
-    kept = runner.invoke(app, ["models", "fetch", "--url", f"{base}/b.tflite", "--dest", str(mine)])
-    assert kept.exit_code == 2 and "another file by that name is there" in kept.stderr
-    assert (mine / BLAZE_FACE.filename).read_bytes() == b"my own detector"
-    replaced = runner.invoke(
+    for force in ([], ["--force"]):
+        kept = runner.invoke(
+            app, ["models", "fetch", "--url", f"{base}/b.tflite", "--dest", str(mine), *force]
+        )
+        assert kept.exit_code == 2 and "another file by that name is there" in kept.stderr
+        assert (mine / BLAZE_FACE.filename).read_bytes() == b"my own detector"
+    (mine / BLAZE_FACE.filename).unlink()
+    assert (
+        runner.invoke(app, ["models", "fetch", "--url", f"{base}/b.tflite", "--dest", str(mine)]).exit_code
+        == 0
+    )
+    again = runner.invoke(
         app, ["models", "fetch", "--url", f"{base}/b.tflite", "--dest", str(mine), "--force"]
     )
-    assert replaced.exit_code == 0 and (mine / BLAZE_FACE.filename).read_bytes() == blaze_model.read_bytes()
+    assert again.stdout.startswith("downloaded:")  # a good copy, downloaded again as asked
+    assert (mine / BLAZE_FACE.filename).read_bytes() == blaze_model.read_bytes()
     not_folder = runner.invoke(app, ["models", "fetch", "--dest", str(mine / BLAZE_FACE.filename)])
     assert not_folder.exit_code == 2 and "a file, not a folder" in not_folder.stderr
 
