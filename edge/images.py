@@ -142,8 +142,9 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
         image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     except cv2.error as err:  # OpenCV 4.14 raises where earlier versions returned nothing
         if "CV_IO_MAX_IMAGE_PIXELS" in str(err):  # its header said so: nothing was decoded
-            limit = int(os.environ.get(OPENCV_MAX_PIXELS, max_pixels))
-            raise UnreadableImage(f"{path}: over the limit of {limit:,} pixels ({limit_hint})") from None
+            raw = os.environ.get(OPENCV_MAX_PIXELS, "").strip()  # the user's own may read "100MB"
+            limit = f"{int(raw):,}" if raw.isdigit() else raw or f"{max_pixels:,}"
+            raise UnreadableImage(f"{path}: over the limit of {limit} pixels ({limit_hint})") from None
         image = None
     if image is None:
         raise UnreadableImage(f"{path}: not an image OpenCV can read")

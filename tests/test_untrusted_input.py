@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -207,6 +208,21 @@ def test_a_format_whose_header_is_not_read_here_obeys_the_pixel_limit_too(tmp_pa
     read = subprocess.run([*map(str, command), "--max-pixels", "2000000"], capture_output=True, text=True)
     assert read.returncode == 0, read.stderr
     assert read.stdout.startswith(f"{image}\t")
+
+
+def test_opencv_s_own_limit_as_a_user_set_it_is_said_as_written(tmp_path):
+    """OpenCV reads "1MB" as 1,048,576 pixels; the library user who set it reads it back, no traceback."""
+    import cv2
+
+    image = tmp_path / "big.webp"
+    cv2.imwrite(str(image), np.full((1100, 1000, 3), 128, np.uint8))
+    code = (
+        "from pathlib import Path\nfrom fer_edge.images import read_image, UnreadableImage\n"
+        f"try:\n    read_image(Path({str(image)!r}))\nexcept UnreadableImage as err:\n    print(err)"
+    )
+    env = {**os.environ, "OPENCV_IO_MAX_IMAGE_PIXELS": "1MB"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.stdout.strip() == f"{image}: over the limit of 1MB pixels ($FER_MAX_PIXELS)", result.stderr
 
 
 def test_a_truncated_jpeg_is_refused_not_half_read(tmp_path):
