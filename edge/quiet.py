@@ -3,9 +3,8 @@
 LiteRT ("INFO: Created TensorFlow Lite XNNPACK delegate"), MediaPipe (absl INFO lines), OpenCV
 (`[ WARN:...]`, `[ERROR:...]`) and the FFmpeg inside it (`[http @ 0x...] Error reading HTTP
 response`) log from C++ to file descriptor 2, below Python's sys.stderr, where no Python setting
-reaches. OpenCV and FFmpeg
-take a log level from the environment; around the other calls known to log, fd 2 points at
-/dev/null. Errors still arrive as exceptions. FER_VERBOSE=1 keeps everything.
+reaches. OpenCV and FFmpeg take a log level from the environment; around the other calls known to
+log, fd 2 points at /dev/null. Errors still arrive as exceptions. FER_VERBOSE=1 keeps everything.
 """
 
 from __future__ import annotations
