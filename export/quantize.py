@@ -160,7 +160,7 @@ def run(opts: Options, log: Callable[[str], None] = print, progress=None) -> dic
     check_options(opts)
     keras_model = load_keras_model(opts.model)
     labels = list(CLASSES)
-    check_model(keras_model, labels)
+    check_model(keras_model, labels, str(opts.model))
     if opts.flip_tta:
         from fer_train.models import with_flip_tta
 

@@ -46,19 +46,14 @@ def load_keras_model(path: str | os.PathLike):
         raise ExportError(str(e)) from None
 
 
-def check_model(keras_model, labels: list[str]) -> None:
-    """The model must take 48x48x1 faces and give one probability per label."""
-    inputs = getattr(keras_model, "inputs", None) or []
-    if len(inputs) != 1:
-        raise ExportError(f"the model has {len(inputs)} inputs; expected one 48x48x1 image input")
-    shape = tuple(inputs[0].shape[1:])
-    if shape != (IMAGE_SIZE, IMAGE_SIZE, CHANNELS):
-        raise ExportError(
-            f"the model's input is {_shape(shape)}; expected {IMAGE_SIZE}x{IMAGE_SIZE}x{CHANNELS} faces"
-        )
-    classes = keras_model.outputs[0].shape[-1]
-    if classes != len(labels):
-        raise ExportError(f"the model outputs {classes} classes but {len(labels)} labels were given")
+def check_model(keras_model, labels: list[str], what: str = "the model") -> None:
+    """The model (`what`, for errors) must take 48x48x1 faces and give one probability per label."""
+    from fer_train.models import ModelFileError, check_face_model
+
+    try:
+        check_face_model(keras_model, what, labels)
+    except ModelFileError as e:
+        raise ExportError(str(e)) from None
     _check_probabilities(keras_model)
 
 
@@ -75,10 +70,6 @@ def _check_probabilities(keras_model) -> None:
             f"the model's outputs are not probabilities (on test faces they range from {out.min():.3g} "
             f"to {out.max():.3g}, rows summing to {sums.min():.3g}-{sums.max():.3g}); end it with a softmax"
         )
-
-
-def _shape(shape: tuple) -> str:
-    return "x".join("?" if d is None else str(d) for d in shape)
 
 
 def check_images(images: np.ndarray | None, what: str) -> np.ndarray | None:

@@ -214,6 +214,27 @@ def test_a_model_ending_in_logits_is_refused(tmp_path):
     assert "end it with a softmax" in result.stderr and not (tmp_path / "o").exists()
 
 
+def test_a_model_with_other_outputs_is_refused(tmp_path):
+    """Two heads, or five classes: one line naming what is expected, not numpy's shape error."""
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    features = keras.layers.Flatten()(inputs)
+    probs = keras.layers.Dense(7, activation="softmax")(features)
+    keras.Model(inputs, [probs, keras.layers.Dense(2)(features)]).save(tmp_path / "two.keras")
+    five = keras.layers.Dense(5, activation="softmax")(features)
+    keras.Model(inputs, five).save(tmp_path / "five.keras")
+    result = fer_export(
+        "quantize", "--model", tmp_path / "two.keras", "--mode", "fp32", "--out", tmp_path / "o"
+    )
+    assert_one_error_line(result, "two.keras: has 2 outputs; expected one")
+    result = fer_export(
+        "quantize", "--model", tmp_path / "five.keras", "--mode", "fp32", "--out", tmp_path / "o"
+    )
+    assert_one_error_line(result, "five.keras: outputs 5 classes; expected 7 (angry, disgust,")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("mode", ["fp32", "int8"])
 def test_missing_model_file(tmp_path, mode):
     # int8 without --rep-data: the missing model is still what the user hears about first.

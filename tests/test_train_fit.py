@@ -324,7 +324,7 @@ def _cli(*args):
             "not a finished run",
         ),
         (["evaluate", "--model", "{csv}", "--data", "{csv}", "--out", "{tmp}"], "is a folder, not a file"),
-        (["evaluate", "--model", "{five}", "--data", "{csv}"], "gives 5 classes; a FER model"),
+        (["evaluate", "--model", "{five}", "--data", "{csv}"], "outputs 5 classes; expected 7 (angry"),
         (
             ["evaluate", "--model", "{five}", "--data", "{csv}", "--out", "{five}", "--force"],
             "give a .json file",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fer_train.spec import CHANNELS, CLASSES, IMAGE_SIZE
@@ -418,11 +418,18 @@ def _check_archive_sizes(path) -> int:
     return total
 
 
-def check_face_model(model, what: str) -> None:
-    """The model must take 48x48x1 faces and give one probability per class."""
-    shape, classes = tuple(model.input_shape[1:]), model.output_shape[-1]
-    if shape != (IMAGE_SIZE, IMAGE_SIZE, CHANNELS) or classes != len(CLASSES):
-        raise ModelFileError(
-            f"{what}: takes {shape} and gives {classes} classes; a FER model takes "
-            f"({IMAGE_SIZE}, {IMAGE_SIZE}, {CHANNELS}) and gives {len(CLASSES)}"
-        )
+def check_face_model(model, what: str, labels: Sequence[str] = CLASSES) -> None:
+    """The model must take one 48x48x1 face and give one probability per label."""
+    inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+    if len(inputs) != 1:
+        raise ModelFileError(f"{what}: has {len(inputs)} inputs; expected one 48x48x1 image input")
+    if len(outputs) != 1:
+        raise ModelFileError(f"{what}: has {len(outputs)} outputs; expected one, a probability per class")
+    shape, classes = tuple(inputs[0].shape[1:]), outputs[0].shape[-1]
+    if shape != (IMAGE_SIZE, IMAGE_SIZE, CHANNELS):
+        size = "x".join("?" if d is None else str(d) for d in shape)
+        expected = f"{IMAGE_SIZE}x{IMAGE_SIZE}x{CHANNELS}"
+        raise ModelFileError(f"{what}: its input is {size}; expected {expected} faces")
+    if classes != len(labels):
+        names = ", ".join(labels)
+        raise ModelFileError(f"{what}: outputs {classes} classes; expected {len(labels)} ({names})")
