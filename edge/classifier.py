@@ -33,6 +33,8 @@ MAX_BATCH = 256
 
 
 MAX_LABEL = 64
+# How far a probability may stray below 0 or above 1: a few int8 steps of a quantized output.
+PROBABILITY_SLACK = 0.02
 # FER models take 48x48 faces; another project's may take more, but no face crop holds more detail.
 MAX_INPUT_SIDE = 512
 
@@ -98,6 +100,9 @@ class Classifier:
         # Faces per invoke(), so that a batch's tensors stay within what one face's may take in all.
         per_face = max(tensor_bytes(self._interpreter, per_item=True), 1)
         self.max_batch = max(1, min(MAX_BATCH, MAX_TENSOR_BYTES // per_face))
+        # Scores are read as probabilities. Another project's model may end in logits (a score of 131):
+        # it gets a softmax, decided once on probe faces so that every face is scored alike.
+        self.softmax = self._gives_logits()
 
     # -- what the model is -------------------------------------------------------------------------
     def _check_signature(self) -> None:
@@ -147,6 +152,18 @@ class Classifier:
             )
         return names
 
+    def _gives_logits(self) -> bool:
+        """Whether outputs on a dark, a bright and two noise faces fall outside 0-1 (beyond an int8
+        step): logits. Scores in 0-1 that do not sum to 1 (independent sigmoids) are kept as they are."""
+        size, channels = self.input_size, self.channels
+        faces = np.random.default_rng(0).integers(0, 256, (4, size, size, channels), dtype=np.uint8)
+        faces[0], faces[1] = 0, 255
+        try:
+            scores = self._predict(faces[: self.max_batch])  # within what one invoke() may take
+        except ModelError:  # NaN on a probe face: reported when it happens on a real one
+            return False
+        return bool(scores.min() < -PROBABILITY_SLACK or scores.max() > 1 + PROBABILITY_SLACK)
+
     @property
     def variant(self) -> str:
         """fp32, fp16, dynamic or int8: from the model's own description, else from its tensors."""
@@ -178,7 +195,7 @@ class Classifier:
             "variant": self.variant,
             "labels": list(self.labels),
             "input": {"size": self.input_size, "channels": self.channels, "dtype": self.input_dtype.name},
-            "output": {"dtype": self.output_dtype.name},
+            "output": {"dtype": self.output_dtype.name, "softmax_applied": self.softmax},
             "threads": self.threads,
         }
 
@@ -190,7 +207,8 @@ class Classifier:
             return np.zeros((0, self.num_classes), dtype=np.float32)
         step = self.max_batch
         parts = [self._predict(faces[i : i + step]) for i in range(0, len(faces), step)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        scores = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return _softmax(scores) if self.softmax else scores
 
     def _predict(self, faces: np.ndarray) -> np.ndarray:
         batch = self.preprocess(faces) if self.preprocess is not None else self._prepare(faces)
@@ -244,6 +262,11 @@ class Classifier:
         if self.output_dtype.kind == "f" and not np.isfinite(probs).all():
             raise ModelError(f"{self.path}: gives NaN or infinite scores; not a working classifier")
         return probs
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _interpreter_over(model: bytes, threads: int):

@@ -54,6 +54,8 @@ def make_recognizer(
     from fer_edge.recognizer import EmotionRecognizer
 
     fer = EmotionRecognizer(model, detector, detector_model, threads, margin, max_faces, min_face, labels)
+    if fer.classifier.softmax:
+        typer.echo(f"note: {fer.classifier.path} gives logits; scores are their softmax", err=True)
     if fer.detector is not None:
         typer.echo(f"detector: {fer.detector.name} ({fer.detector_reason})", err=True)
     return fer

@@ -204,6 +204,39 @@ def test_a_model_that_scores_nan_is_an_error_not_a_label(tmp_path):
     )
 
 
+def test_a_model_ending_in_logits_scores_their_softmax(tmp_path):
+    """Another project's model without a softmax was printed as 'neutral 130.97'; independent sigmoid
+    scores (0-1, not summing to 1) are kept as they are."""
+    import subprocess
+    import sys
+
+    import cv2
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    features = keras.layers.Flatten()(keras.layers.Rescaling(1 / 25.5)(inputs))
+    keras.utils.set_random_seed(0)
+    logits = keras.Model(inputs, keras.layers.Dense(7)(features))
+    sigmoid = keras.Model(inputs, keras.layers.Dense(7, activation="sigmoid")(features))
+    faces = synthetic_faces(per_class=1, seed=4)[0]
+    raw = logits.predict(faces[..., None].astype("float32"), verbose=0)
+    assert raw.max() > 1.5 or raw.min() < -0.5  # logits indeed, outside 0-1
+    path = write_model(tmp_path / "logits.tflite", convert(logits, "fp32"), model_json("fp32"))
+    clf = Classifier(path)
+    expected = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    assert clf.softmax and clf.describe()["output"]["softmax_applied"] is True
+    assert np.allclose(clf.predict(faces), expected, atol=1e-5)
+    kept = Classifier(write_model(tmp_path / "sigmoid.tflite", convert(sigmoid, "fp32"), model_json("fp32")))
+    reference = sigmoid.predict(faces[..., None].astype("float32"), verbose=0)
+    assert not kept.softmax and np.allclose(kept.predict(faces), reference, atol=1e-5)
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), faces[0])
+    cli = [sys.executable, "-m", "fer_edge", "predict", "--crops", "--json", "-m", str(path), str(image)]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and f"note: {path} gives logits; scores are their softmax" in done.stderr
+    assert json.loads(done.stdout)["score"] == pytest.approx(expected[0].max(), abs=1e-4)
+
+
 def _flatbuffer(path) -> bytes:
     """The model without its packed files: the bytes before the zip archive."""
     data = path.read_bytes()
