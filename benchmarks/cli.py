@@ -196,8 +196,8 @@ def _latency(models, settings: lat.Settings, peer, data, isolate, out_dir, force
     counts = lat.parse_threads(settings.threads)  # a mistyped option is named before an existing result
     pin_core = settings.pin_core
     lat.check_core(pin_core)
+    entries, notes = _entries(models, peer)  # a mistyped model is named before an existing result
     _check_free([Path(out_dir) / "latency.json"], force)
-    entries, notes = _entries(models, peer)
     faces, faces_text = latency_faces(settings.batch, data)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     usable = 1 if pin_core is not None else usable
@@ -294,9 +294,9 @@ def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, for
     from fer_bench.machine import describe
     from fer_train.spec import CLASSES
 
+    entries, notes = _entries(models, peer)
     _check_free([Path(out_dir) / "accuracy.json"], force)
     _check_reference(reference)  # before minutes of scoring, not after
-    entries, notes = _entries(models, peer)
     images, labels, source = load_split(data, split, limit)
     with _progress() as progress:
         tasks = {e.key: progress.add_task(f"accuracy {e.key}", total=len(labels)) for e in entries}
@@ -435,8 +435,8 @@ def clip(
 def _pipeline(source, models, peer, settings: pipe.Settings, out_dir, force) -> dict:
     from fer_bench.machine import describe
 
-    _check_free([Path(out_dir) / "pipeline.json"], force)
     entries, notes = _entries(models, peer)
+    _check_free([Path(out_dir) / "pipeline.json"], force)
     if any(e.origin != "fer-edge-toolkit" for e in entries):
         notes.append(
             "peer pipeline: the peer's classifier runs in our loop (same detector, crops and overlay), "
@@ -597,7 +597,9 @@ def run_all(
 
     def go():
         from fer_bench import report as rep
+        from fer_bench.models import find_model_files
 
+        find_model_files(models or [str(_shipped_models())])  # a mistyped model before an existing result
         kinds = ["latency", "accuracy"] + (["pipeline"] if source else [])
         _check_free([rep.result_file(out_dir, k) for k in kinds] + rep.outputs(out_dir), force)
         _check_reference(reference)

@@ -154,6 +154,12 @@ def test_runs_and_batch_are_bounded_before_anything_is_allocated(models, tmp_pat
 def test_missing_and_corrupt_models_end_in_one_error_line(tmp_path):
     proc = run_cli("latency", "-m", str(tmp_path / "nope.tflite"), "--out", str(tmp_path))
     assert "nope.tflite" in error_line(proc)
+    # With results already there, the mistyped model is still what is named (not "use --force").
+    for name in ("latency.json", "accuracy.json", "pipeline.json"):
+        (tmp_path / name).write_text('{"kind": "fer-bench/latency", "results": []}')
+    for command in (["latency"], ["accuracy", "--data", str(tmp_path)], ["pipeline", "--source", "x.avi"]):
+        proc = run_cli(*command, "-m", "nope", "--out", str(tmp_path))
+        assert "nope: no such model file or shipped model" in error_line(proc), command
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(os.urandom(2000))
     proc = run_cli("latency", "-m", str(bad), "--out", str(tmp_path))

@@ -164,6 +164,8 @@ def test_all_runs_everything_in_one_command(tmp_path, tiny_folders):
     reproduce = (tmp_path / "report.md").read_text().split("## Reproduce")[1]
     assert reproduce.count("fer-bench all ") == 1  # one command measured everything: it is shown once
     assert "--force" in error_line(run_all("--out", tmp_path))
+    mistyped = run_cli("all", "-m", "nope", "--data", str(tiny_folders), "--out", str(tmp_path))
+    assert "nope: no such model file or shipped model" in error_line(mistyped)
     # A source or a reference that cannot be read is said first, before latency and accuracy spend
     # their minutes.
     fresh = tmp_path / "fresh"
