@@ -50,6 +50,7 @@ def test_folder_class_names_are_case_insensitive_and_images_are_converted(tmp_pa
         ("x," + " ".join(["0"] * 2304) + ",Training", "emotion 'x' is not an integer"),
         ("3," + " ".join(["a"] * 2304) + ",Training", "not an integer"),
         ("3," + " ".join(["300"] * 2304) + ",Training", "0-255"),
+        ("3," + "1 " * 100_000 + ",Training", r"malformed CSV row \(field larger than field limit"),
     ],
 )
 def test_malformed_csv_rows_fail_with_file_and_row_or_are_skipped(tmp_path, tiny_splits, row, message):

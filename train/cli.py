@@ -207,7 +207,7 @@ def evaluate(
         keras_model = _load_keras(model)
         ds = fer_data.load(data, split, skip_bad=skip_bad)
         if ds.skipped:
-            _log(f"skipped {len(ds.skipped)} bad items, e.g. {ds.skipped[0]}")
+            _log(f"skipped {len(ds.skipped)} bad item(s), e.g. {ds.skipped[0]}")
         report = ev.evaluate(keras_model, ds.images, ds.labels, ds.split)
         report["model"] = str(model)
         typer.echo(ev.to_markdown(report, f"{model.name} on {ds.split}"))

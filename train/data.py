@@ -148,7 +148,7 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
     if col_u is None and usage != "Training":  # Kaggle's train.csv: every row is training data
         raise DataError(f"{path}: no Usage column, so every row is Training; it holds no {usage} split")
     others: set[str] = set()
-    for line_no, row in enumerate(rows, start=2):
+    for line_no, row in enumerate(_rows_or_faults(rows, path, skip_bad, skipped), start=2):
         if any("\n" in field for field in row):  # the rest of the file went into one quoted field
             raise DataError(f"{path}:{line_no}: a quote opened on this row is never closed")
         if col_u is not None and len(row) > col_u and row[col_u].strip().lower() != usage.lower():
@@ -168,6 +168,23 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
     if not labels and not skipped and others:
         names = ", ".join(sorted(others))
         raise DataError(f"{path}: split {usage} holds no faces (the Usage column names {names})")
+
+
+def _rows_or_faults(rows, path: Path, skip_bad: bool, skipped: list):
+    """The rows; one the csv module refuses (a NUL byte, a field over its size limit) is a bad row like
+    any other: skipped with `skip_bad`, else the error. The reader starts afresh on the next line."""
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            where = f"{path}:{rows.line_num}: malformed CSV row ({e})"
+            if not skip_bad:
+                raise BadItem(where, "leave such rows out") from None
+            skipped.append(where)
+            continue
+        yield row
 
 
 def _parse_row(row: list[str], col_e: int, col_p: int) -> tuple[np.ndarray, int]:

@@ -324,7 +324,7 @@ def _load_splits(cfg: FitConfig, log) -> tuple[fer_data.Dataset, fer_data.Datase
         )
     for ds in (train, val):
         if ds.skipped:
-            log(f"skipped {len(ds.skipped)} bad items in {ds.split}, e.g. {ds.skipped[0]}")
+            log(f"skipped {len(ds.skipped)} bad item(s) in {ds.split}, e.g. {ds.skipped[0]}")
     if cfg.limit:
         train = _subset(train, cfg.limit, cfg.seed)
     if cfg.val_limit:
