@@ -13,6 +13,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from urllib.parse import urlsplit
 
 from fer_edge.errors import EdgeError
 
@@ -81,32 +82,40 @@ def _handler(hub: FrameHub):
         def log_message(self, *args) -> None:  # no per-request lines in the user's terminal
             pass
 
-        def do_GET(self) -> None:
-            if self.path in ("/", "/index.html"):
-                self._send(200, "text/html; charset=utf-8", page)
-            elif self.path.startswith("/frame.jpg"):
+        def do_GET(self, head: bool = False) -> None:
+            path = urlsplit(self.path).path  # a query (?t=1, a cache-buster) names the same page
+            if path in ("/", "/index.html"):
+                self._send(200, "text/html; charset=utf-8", page, head)
+            elif path == "/frame.jpg":
                 _, jpeg = hub.wait(-1, 0)
-                self._send(200, "image/jpeg", jpeg) if jpeg else self._send(
-                    503, "text/plain", b"no frame yet\n"
-                )
-            elif self.path.startswith("/stream.mjpg"):
-                self._stream()
+                if jpeg:
+                    self._send(200, "image/jpeg", jpeg, head)
+                else:
+                    self._send(503, "text/plain", b"no frame yet\n", head)
+            elif path == "/stream.mjpg":
+                self._stream(head)
             else:
-                self._send(404, "text/plain", b"not found\n")
+                self._send(404, "text/plain", b"not found\n", head)
 
-        def _send(self, code: int, kind: str, body: bytes) -> None:
+        def do_HEAD(self) -> None:  # an uptime check or a proxy asks whether the preview is there
+            self.do_GET(head=True)
+
+        def _send(self, code: int, kind: str, body: bytes, head: bool = False) -> None:
             self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            if not head:
+                self.wfile.write(body)
 
-        def _stream(self) -> None:
+        def _stream(self, head: bool = False) -> None:
             self.send_response(200)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
+            if head:
+                return
             seq = 0
             try:
                 while not hub.closed:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import cv2
@@ -338,6 +339,16 @@ def test_preview_server_serves_page_frames_and_stream(env, models):
             assert "multipart/x-mixed-replace" in stream.headers["Content-Type"]
             chunk = stream.read(20000)
         assert chunk.count(b"--ferframe") >= 1 and b"\xff\xd8" in chunk
+        # A query names the same page (a cache-buster); HEAD answers with headers alone (an uptime check),
+        # at once even for the endless stream.
+        assert urllib.request.urlopen(base + "frame.jpg?t=1", timeout=5).read()[:2] == b"\xff\xd8"
+        for path, kind in (("", "text/html"), ("stream.mjpg", "multipart/x-mixed-replace")):
+            request = urllib.request.Request(base + path, method="HEAD")
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                assert answer.status == 200 and kind in answer.headers["Content-Type"]
+                assert answer.read() == b""
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(urllib.request.Request(base + "etc/passwd", method="HEAD"), timeout=5)
         worker.join(timeout=60)
     outputs.close()
 
