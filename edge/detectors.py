@@ -172,7 +172,7 @@ class MediaPipeDetector:
             _unclosed.add(self)
         except Exception as err:  # mediapipe raises RuntimeError, ValueError or its own status errors
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DetectorError(f"mediapipe detector: cannot start ({first})") from err
+            raise DetectorError(f"mediapipe detector: {model_path}: cannot start ({first})") from err
 
     def detect(self, frame: np.ndarray, rgb: bool = False) -> list[Box]:
         import cv2

@@ -130,6 +130,19 @@ def test_mediapipe_and_our_blazeface_agree(blaze_model, frames):
     assert precision >= 0.9 and recall >= 0.6
 
 
+@pytest.mark.skipif(
+    mediapipe_unavailable() is not None, reason=f"mediapipe cannot run: {mediapipe_unavailable()}"
+)
+def test_mediapipe_names_a_model_file_it_cannot_start_on(tmp_path):
+    """A wrong --detector-model (an emotion classifier, a damaged file) is named in MediaPipe's error."""
+    from fer_edge.detectors import MediaPipeDetector
+
+    damaged = tmp_path / "damaged.tflite"
+    damaged.write_bytes(b"not a model")
+    with pytest.raises(DetectorError, match=f"mediapipe detector: {damaged}: cannot start .*Flatbuffer"):
+        MediaPipeDetector(damaged)
+
+
 @pytest.mark.skipif(haar_unavailable() is not None, reason=f"haar cannot run: {haar_unavailable()}")
 def test_haar_finds_pasted_faces(frames):
     from fer_edge.detectors import HaarDetector
