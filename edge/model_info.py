@@ -89,7 +89,35 @@ def packed_files(source: str | Path | bytes, names=(MODEL_JSON, LABELS_TXT)) -> 
             entries = [i for i in archive.infolist() if names is None or i.filename in names]
             return {i.filename: _read_entry(archive, i, where) for i in entries}
     except (zipfile.BadZipFile, OSError, KeyError, EOFError):
+        if _cut_off_packing(source):
+            raise ModelError(
+                f"{where}: its packed {MODEL_JSON} and {LABELS_TXT} are cut off or damaged "
+                "(an interrupted copy?); copy the model again"
+            ) from None
         return {}
+
+
+def _cut_off_packing(source: str | Path | bytes) -> bool:
+    """Whether a zip entry of ours starts near the end although no archive can be read: a model whose
+    copy stopped inside its packed files, which would otherwise read as a model that carries none."""
+    tail_bytes = 2 * MAX_PACKED_BYTES + 4096  # both files at their largest, and their headers
+    if isinstance(source, bytes):
+        tail = source[-tail_bytes:]
+    else:
+        try:
+            with open(source, "rb") as file:
+                file.seek(max(0, file.seek(0, 2) - tail_bytes))
+                tail = file.read(tail_bytes)
+        except OSError:
+            return False
+    names = (MODEL_JSON.encode(), LABELS_TXT.encode())
+    start = tail.find(b"PK\x03\x04")
+    while start >= 0:  # a local file header: its name follows 30 bytes in
+        name_length = int.from_bytes(tail[start + 26 : start + 28], "little")
+        if tail[start + 30 : start + 30 + name_length] in names:
+            return True
+        start = tail.find(b"PK\x03\x04", start + 1)
+    return False
 
 
 def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) -> bytes:

@@ -150,6 +150,21 @@ def test_a_truncated_model_is_one_error_line(tmp_path):
     path.write_bytes(data[: len(data) // 3])
     _one_error_line(_export("inspect", path))
     _one_error_line(_edge("info", path))
+    # Cut inside its packed card and labels, the weights still load: it said "carries no labels; pass
+    # --labels FILE", as if the model had never had any.
+    packed = data.find(b"PK\x03\x04")
+    face = tmp_path / "face.png"
+    face.write_bytes(_png_header_only(48, 48))
+    for cut in (packed + 40, packed + (len(data) - packed) // 2, len(data) - 1):
+        path.write_bytes(data[:cut])
+        for result in (
+            _edge("info", path),
+            _edge("predict", "--crops", face, "-m", path),
+            _export("inspect", path),
+        ):
+            _one_error_line(
+                result, "cut.tflite: its packed fer_model.json and labels.txt are cut off or damaged"
+            )
 
 
 def _png_header_only(width: int, height: int) -> bytes:
