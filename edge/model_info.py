@@ -6,8 +6,10 @@ TFLite's metadata populator packs associated files, so `zipfile` reads them with
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,10 @@ from fer_edge.errors import ModelError
 MODEL_JSON = "fer_model.json"
 LABELS_TXT = "labels.txt"
 FORMAT = "fer-model/1"
+# The card's CRC-32 of the model's own bytes (all before the packed files), written at export: weights
+# damaged on a disk or in a copy would otherwise run, scoring faces a little wrong without a word.
+CRC_FIELD = "flatbuffer_crc32"
+HEX_DIGITS = "0123456789abcdefABCDEF"
 
 
 @dataclass
@@ -81,8 +87,6 @@ def packed_files(source: str | Path | bytes, names=(MODEL_JSON, LABELS_TXT)) -> 
     """The associated files packed into a .tflite (those in `names`; all when None), each at most
     MAX_PACKED_BYTES; empty for a plain .tflite. A damaged, encrypted, oversized or oddly compressed
     entry is a ModelError with one line."""
-    import io
-
     where = "the model" if isinstance(source, bytes) else str(source)
     try:
         with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
@@ -156,6 +160,9 @@ def card_problem(meta) -> str | None:
             return f"has a malformed {key!r} (not a JSON {JSON_TYPE_NAMES[kind]})"
     if not all(isinstance(x, str) for x in meta.get("labels") or []):
         return "has a malformed 'labels' (not a list of names)"
+    crc = meta.get(CRC_FIELD)
+    if crc is not None and not (isinstance(crc, str) and len(crc) == 8 and set(crc) <= set(HEX_DIGITS)):
+        return f"has a malformed {CRC_FIELD!r} (not 8 hexadecimal digits)"
     # What is printed to a terminal must be text: an escape sequence in a hostile card rewrites the screen.
     for key in ("name", "variant"):
         if isinstance(meta.get(key), str) and not meta[key].isprintable():
@@ -165,17 +172,21 @@ def card_problem(meta) -> str | None:
     return None
 
 
-def read_model_info(path: str | Path) -> ModelInfo:
+def read_model_info(path: str | Path | bytes) -> ModelInfo:
+    """The model's card and labels (a path, or the model's bytes); its weights checked against the card."""
     files = packed_files(path)
+    where = "the model" if isinstance(path, bytes) else str(path)
     info = ModelInfo()
     if MODEL_JSON in files:
         try:
             meta = json.loads(files[MODEL_JSON].decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ModelError(f"{path}: its {MODEL_JSON} is not valid JSON ({err})") from err
+            raise ModelError(f"{where}: its {MODEL_JSON} is not valid JSON ({err})") from err
         problem = card_problem(meta)
         if problem:
-            raise ModelError(f"{path}: its {MODEL_JSON} {problem}")
+            raise ModelError(f"{where}: its {MODEL_JSON} {problem}")
+        if meta.get(CRC_FIELD):
+            check_flatbuffer_crc(path, meta[CRC_FIELD])
         info.labels = [str(x) for x in meta.get("labels") or []] or None
         info.name = meta.get("name")
         info.variant = meta.get("variant")
@@ -185,3 +196,26 @@ def read_model_info(path: str | Path) -> ModelInfo:
     if info.labels is None and LABELS_TXT in files:
         info.labels = parse_labels(files[LABELS_TXT].decode("utf-8", errors="replace")) or None
     return info
+
+
+def flatbuffer_crc32(flatbuffer: bytes) -> str:
+    return f"{zlib.crc32(flatbuffer):08x}"
+
+
+def check_flatbuffer_crc(source: str | Path | bytes, expected: str) -> None:
+    """ModelError unless the bytes before the packed files have the CRC-32 the card records."""
+    where = "the model" if isinstance(source, bytes) else str(source)
+    with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+        end = min(entry.header_offset for entry in archive.infolist())  # where the packed files start
+    if isinstance(source, bytes):
+        crc = zlib.crc32(source[:end])
+    else:
+        crc = 0
+        with open(source, "rb") as file:
+            while end > 0 and (chunk := file.read(min(end, 1 << 20))):
+                crc, end = zlib.crc32(chunk, crc), end - len(chunk)
+    if f"{crc:08x}" != expected.lower():
+        raise ModelError(
+            f"{where}: damaged: its weights do not match the CRC-32 written at export "
+            f"({expected.lower()}, now {crc:08x}); copy the model again"
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.errors import ModelError, not_a_model_file
-from fer_edge.model_info import read_model_bytes
+from fer_edge.model_info import CRC_FIELD, check_flatbuffer_crc, read_model_bytes
 from fer_export.model_file import ModelFileError, check_tflite, read_card, read_files, read_metadata
 
 
@@ -27,7 +27,9 @@ def describe(path: str | Path) -> dict:
     try:
         metadata = read_metadata(model)
         card, files = read_card(model), read_files(model)
-    except ModelFileError as e:
+        if card and card.get(CRC_FIELD):
+            check_flatbuffer_crc(model, card[CRC_FIELD])
+    except (ModelFileError, ModelError) as e:
         raise ModelFileError(f"{path}: {str(e).removeprefix('the model: ')}") from None
     return {
         "file": str(path),
@@ -82,6 +84,9 @@ def to_text(info: dict) -> str:
             f"  input: {spec['height']}x{spec['width']}x{spec['channels']} {spec['color']} {spec['dtype']}, "
             f"range {spec['range']}; {spec['normalization']}"
         )
+        crc = card.get(CRC_FIELD)
+        checked = f"CRC-32 {crc}, as written at export" if crc else "no CRC-32 in the card (not checked)"
+        lines.append(f"  weights: {checked}")
     else:
         lines.append("  model card: none (no fer_model.json inside)")
     md = info["tflite_metadata"]

@@ -19,7 +19,16 @@ import flatbuffers
 import numpy as np
 
 from fer_edge.errors import ModelError
-from fer_edge.model_info import FORMAT, LABELS_TXT, MODEL_JSON, card_problem, packed_files, read_model_bytes
+from fer_edge.model_info import (
+    CRC_FIELD,
+    FORMAT,
+    LABELS_TXT,
+    MODEL_JSON,
+    card_problem,
+    flatbuffer_crc32,
+    packed_files,
+    read_model_bytes,
+)
 from fer_export import metadata_schema as ms
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -50,6 +59,7 @@ def embed(model: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
     """The model with `metadata` as its TFLITE_METADATA buffer and `files` zip-appended.
 
     Any previous TFLITE_METADATA entry and appended archive are replaced, so embedding is idempotent.
+    A card among `files` gets the CRC-32 of the model's bytes, which every reader checks.
     """
     check_tflite(model)
     schema = _schema()
@@ -65,7 +75,21 @@ def embed(model: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
     flat.metadata.append(entry)
     builder = flatbuffers.Builder(len(model) + len(metadata) + 1024)
     builder.Finish(flat.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return _append_zip(bytes(builder.Output()), files)
+    flatbuffer = bytes(builder.Output())
+    if CARD_FILE in files:
+        files = {**files, CARD_FILE: with_crc(files[CARD_FILE], flatbuffer)}
+    return _append_zip(flatbuffer, files)
+
+
+def with_crc(packed_card: bytes, flatbuffer: bytes) -> bytes:
+    """The card (as packed) with the flatbuffer's CRC-32 as its last field."""
+    card = json.loads(packed_card.decode("utf-8"))
+    return card_json({**card, CRC_FIELD: flatbuffer_crc32(flatbuffer)})
+
+
+def card_json(card: dict) -> bytes:
+    """A card as it is packed: indented JSON, readable with `unzip -p model.tflite fer_model.json`."""
+    return (json.dumps(card, indent=2) + "\n").encode("utf-8")
 
 
 def _inline_external_buffers(flat, model: bytes) -> None:

@@ -16,7 +16,7 @@ from fer_edge.classifier import Classifier
 from fer_export import card as cards
 from fer_export.convert import as_model_input, convert, float_ops_of
 from fer_export.formats import FORMAT, IO_TYPES, MODES
-from fer_export.model_file import CARD_FILE, LABELS_FILE, embed
+from fer_export.model_file import CARD_FILE, LABELS_FILE, card_json, embed, read_card
 from fer_export.verify import Check, Tolerance, VerificationError, compare
 from fer_train.files import refuse_overwrite, write_bytes
 from fer_train.spec import CHANNELS, CLASSES, IMAGE_SIZE
@@ -166,8 +166,9 @@ def build_variant(
     model = embed(
         converted,
         cards.tflite_metadata(card),
-        {LABELS_FILE: cards.labels_text(labels), CARD_FILE: _json_bytes(card)},
+        {LABELS_FILE: cards.labels_text(labels), CARD_FILE: card_json(card)},
     )
+    card = read_card(model)  # as packed: with the CRC-32 of the weights
     # The check runs on the final bytes, metadata included, so a damaged rewrite cannot slip through.
     reference = keras_model.predict(as_model_input(verify), batch_size=256, verbose=0)
     exported_probs = Classifier(model).predict(verify)
@@ -205,12 +206,6 @@ def _source(
         source["float_ops"] = float_ops
     source.update(extra or {})
     return source
-
-
-def _json_bytes(obj: dict) -> bytes:
-    import json
-
-    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
 
 
 def export_variant(

@@ -167,6 +167,38 @@ def test_a_truncated_model_is_one_error_line(tmp_path):
             )
 
 
+def test_damaged_weights_fail_the_crc_written_at_export(tmp_path):
+    """One flipped bit in the weights (a disk, a copy) ran silently, scoring faces a little wrong."""
+    import zlib
+
+    from fer_export.model_file import read_card
+
+    data = tiny_models()["int8"].read_bytes()
+    packed = data.find(b"PK\x03\x04")
+    crc = read_card(data)["flatbuffer_crc32"]
+    assert crc == f"{zlib.crc32(data[:packed]):08x}"  # the CRC-32 of all before the packed files
+    assert "weights: CRC-32 " + crc in _export("inspect", tiny_models()["int8"]).stdout
+    damaged = bytearray(data)
+    damaged[packed // 2] ^= 0x10
+    path = tmp_path / "flipped.tflite"
+    path.write_bytes(bytes(damaged))
+    face = tmp_path / "face.png"
+    face.write_bytes(_png_header_only(48, 48))
+    for result in (
+        _edge("predict", "--crops", face, "-m", path),
+        _edge("info", path),
+        _export("inspect", path),
+    ):
+        _one_error_line(
+            result, "flipped.tflite: damaged: its weights do not match the CRC-32 written at export"
+        )
+    # A card whose CRC is not one is refused as malformed, not compared.
+    card = read_card(data)
+    card["flatbuffer_crc32"] = "not-hex!"
+    odd = _with_archive(tmp_path, "odd.tflite", {"fer_model.json": json.dumps(card).encode()})
+    _one_error_line(_edge("info", odd), "malformed 'flatbuffer_crc32'")
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height: what a decompression bomb looks like to a reader."""
 
