@@ -126,8 +126,11 @@ def checked_name(name: str, given: bool) -> str:
     """The name in the output files' names: a plain stem, so that every file lands in --out."""
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
         return name
-    where = f"--name {name!r}" if given else f"the model's name {name!r} (pass --name)"
-    raise ExportError(f"{where}: use letters, digits, '_', '-' and '.' only, as in a file name")
+    shown = name if len(name) <= 40 else name[:40] + "..."
+    where = f"--name {shown!r}" if given else f"the model's name {shown!r} (pass --name)"
+    if len(name) > 100:
+        raise ExportError(f"{where}: {len(name)} characters; at most 100, as the start of a file name")
+    raise ExportError(f"{where}: start with a letter or digit, then letters, digits, '_', '-' and '.' only")
 
 
 def check_options(opts: Options) -> None:

@@ -290,13 +290,21 @@ def test_empty_representative_data(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("name", ["../escaped", "a b/c", ".hidden"])
-def test_a_name_that_is_not_a_file_name_is_refused(tmp_path, name):
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("../escaped", "'../escaped': start with a letter or digit, then letters, digits"),
+        ("a b/c", "'a b/c': start with a letter or digit"),
+        (".hidden", "'.hidden': start with a letter or digit"),
+        ("n" * 300, f"'{'n' * 40}...': 300 characters; at most 100"),  # the name's length, not its letters
+    ],
+)
+def test_a_name_that_is_not_a_file_name_is_refused(tmp_path, name, why):
     out = tmp_path / "out" / "o"
     result = fer_export(
         "quantize", "--model", tiny_model_path(), "--mode", "fp32", "--name", name, "--out", out
     )
-    assert_one_error_line(result, f"--name {name!r}: use letters, digits")
+    assert_one_error_line(result, f"--name {why}")
     assert not (tmp_path / "out").exists()  # nothing written, in --out or beside it
 
 
