@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -147,8 +148,9 @@ def check_outputs(options: LiveOptions) -> None:
         try:
             refuse_overwrite(path, options.force, kind="jsonl" if flag == "--json-file" else None)
         except FileExistsError as err:
-            stdout = " (--json-file - writes to stdout)" if flag == "--json-file" and _is_stdout(path) else ""
-            raise EdgeError(f"{flag} {err}{stdout}") from None
+            streamed = flag == "--json-file" and (_is_stdout(path) or _is_pipe(path))
+            hint = " (--json-file - writes to stdout, line by line: pipe that)" if streamed else ""
+            raise EdgeError(f"{flag} {err}{hint}") from None
         try:
             _probe_writable(path)
         except OSError as err:
@@ -169,6 +171,15 @@ def _probe_writable(path: Path) -> None:
 
 def _is_stdout(path: Path) -> bool:
     return str(path.absolute()) in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+def _is_pipe(path: Path) -> bool:
+    """A named pipe (mkfifo): a reader wants the lines as they come, which a file moved into place at the
+    end cannot give."""
+    try:
+        return stat.S_ISFIFO(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _has_display() -> bool:

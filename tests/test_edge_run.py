@@ -249,6 +249,11 @@ def test_force_never_replaces_a_device_or_pipe(env, models, tmp_path):
     base = ["run", "-s", video, "-m", models["int8"], "-d", "blazeface", "--force"]
     for result in (invoke(*base, "--json-file", json_pipe), invoke(*base, "--save", video_pipe)):
         assert result.exit_code == 2 and "a device, pipe or socket" in result.stderr, result.stderr
+    # A reader on a named pipe wants the lines as they come: it is told how to have them.
+    assert (
+        "(--json-file - writes to stdout, line by line: pipe that)"
+        in invoke(*base, "--json-file", json_pipe).stderr
+    )
     # Nor a symbolic link: moved into place, the output would replace the link, not its target (with
     # --force, /dev/stdout, a link to a file under pytest, became a regular file).
     ours = tmp_path / "ours.jsonl"
@@ -260,7 +265,7 @@ def test_force_never_replaces_a_device_or_pipe(env, models, tmp_path):
     assert link.is_symlink()
     # /dev/stdout (without --force: never let a regression replace it) says how to write to stdout.
     no_force = [a for a in base if a != "--force"]
-    assert "(--json-file - writes to stdout)" in invoke(*no_force, "--json-file", "/dev/stdout").stderr
+    assert "(--json-file - writes to stdout" in invoke(*no_force, "--json-file", "/dev/stdout").stderr
     assert stat.S_ISFIFO(os.stat(json_pipe).st_mode) and stat.S_ISFIFO(os.stat(video_pipe).st_mode)
 
 
