@@ -412,7 +412,9 @@ def pipeline(
 def clip(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     out: Path = typer.Option(Path("runs/bench_clip.avi"), "--out", help="The video to write (.avi, MJPG)."),
-    frames: int = typer.Option(300, min=1, help="Frames (15 per second)."),
+    frames: int = typer.Option(
+        300, min=1, max=54_000, help="Frames (15 per second; at most an hour, about 1 GB)."
+    ),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write the 640x480 clip the committed pipeline figures are measured on: PublicTest faces moving

@@ -175,6 +175,11 @@ def test_clip_writes_the_same_video_every_time(shared, tmp_path):
     # Another suffix would give one JPEG (OpenCV's image writer), not a clip: refused, nothing written.
     proc = run_cli("clip", "--data", str(shared / "fer2013"), "--out", str(tmp_path / "c.jpg"))
     assert ".avi" in error_line(proc) and not (tmp_path / "c.jpg").exists()
+    # A mistyped frame count (300000000) would fill the disk for days: at most an hour of frames.
+    proc = run_cli(
+        "clip", "--data", str(shared / "fer2013"), "--out", str(tmp_path / "d.avi"), "--frames", "300000000"
+    )
+    assert "less than or equal to 54000" in error_line(proc) and not (tmp_path / "d.avi").exists()
 
 
 def test_a_clip_a_full_disk_cuts_short_is_reported_and_not_kept(shared, tmp_path):
