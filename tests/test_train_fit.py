@@ -351,6 +351,28 @@ def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
         assert zipfile.is_zipfile(five)  # the model named as --out is still a model
 
 
+def test_a_missing_split_names_the_option_that_names_another(tiny_folders, tmp_path):
+    """A dataset with train/ only: fit says how to give the validation split; compare, which takes no
+    such option, does not offer one."""
+    import shutil
+
+    shutil.rmtree(tiny_folders / "test")
+    result = _cli("fit", "--data", tiny_folders, "--out", tmp_path / "r", "--epochs", "1")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no folder for split 'test' (found train); name the validation split with --val-split, or " in (
+        result.output
+    )
+    result = _cli("fit", "--data", tiny_folders, "--out", tmp_path / "r", "--train-split", "trn")
+    assert (
+        "no folder for split 'trn' (found train); name the training split with --train-split" in result.output
+    )
+    result = _cli(
+        "compare", "--data", tiny_folders, "--archs", "cnn", "--epochs", "1", "--out", tmp_path / "c"
+    )
+    assert result.exit_code == 2 and "(found train)" in result.output and "--val-split" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_fit_refuses_to_validate_on_the_training_folder(tiny_folders, tmp_path):
     # A folder of class folders is a single split: both --data and the validation would read it.
     train_only = tiny_folders / "train"

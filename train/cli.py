@@ -166,12 +166,19 @@ def fit(
         _typos_first(val_data)
 
     def run():
+        from fer_train.data import MissingSplit
         from fer_train.fit import fit as run_fit  # imports TensorFlow: only after _guarded silenced it
         from fer_train.fit import recipe_config
 
         overrides = {k: v for k, v in given.items() if v is not None}
         cfg = recipe_config(model, str(data), model_options=options, **overrides)
-        return run_fit(cfg, out, force=force, log=_log)
+        try:
+            return run_fit(cfg, out, force=force, log=_log)
+        except MissingSplit as err:  # say which option names another split
+            if err.split == cfg.train_split:
+                raise MissingSplit(f"{err}; name the training split with --train-split", err.split) from None
+            hint = "name the validation split with --val-split, or give --val-data"
+            raise MissingSplit(f"{err}; {hint}", err.split) from None
 
     _guarded(run)
 

@@ -29,6 +29,14 @@ class DataError(Exception):
     """Bad or missing data; the message is one line naming the file (and row) at fault."""
 
 
+class MissingSplit(DataError):
+    """The data holds no such split (`split`); a command that can name another says how."""
+
+    def __init__(self, message: str, split: str):
+        super().__init__(message)
+        self.split = split
+
+
 class BadItem(DataError):
     """A row, image or folder that `skip_bad` would leave out; the message says so (`--skip-bad`), `why`
     is the fault alone, for a command that offers no such option."""
@@ -220,7 +228,7 @@ def _find_split_dir(root: Path, split: str) -> Path:
         if name == split.lower() or SPLIT_ALIASES.get(name) == wanted:
             return child
     found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "no folders"
-    raise DataError(f"{root}: no folder for split {split!r} (found {found})")
+    raise MissingSplit(f"{root}: no folder for split {split!r} (found {found})", split)
 
 
 def _has_class_folders(folder: Path) -> bool:
