@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import held_folder
+from conftest import held_folder, write_csv
 from fer_train.cli import app
 from fer_train.fit import FitConfig, TrainError, fit
 
@@ -351,7 +351,7 @@ def test_cli_bad_input_gives_one_error_line(tiny_csv, tmp_path, args, message):
         assert zipfile.is_zipfile(five)  # the model named as --out is still a model
 
 
-def test_a_missing_split_names_the_option_that_names_another(tiny_folders, tmp_path):
+def test_a_missing_split_names_the_option_that_names_another(tiny_folders, tiny_splits, tmp_path):
     """A dataset with train/ only: fit says how to give the validation split; compare, which takes no
     such option, does not offer one."""
     import shutil
@@ -370,6 +370,12 @@ def test_a_missing_split_names_the_option_that_names_another(tiny_folders, tmp_p
         "compare", "--data", tiny_folders, "--archs", "cnn", "--epochs", "1", "--out", tmp_path / "c"
     )
     assert result.exit_code == 2 and "(found train)" in result.output and "--val-split" not in result.output
+    # The same for a CSV whose Usage column names Training only.
+    only_training = write_csv(tmp_path / "training.csv", {"Training": tiny_splits["train"]})
+    result = _cli("fit", "--data", only_training, "--out", tmp_path / "r", "--epochs", "1")
+    assert "split PublicTest holds no faces (the Usage column names Training); name the validation" in (
+        result.output
+    )
     assert not (tmp_path / "r").exists()
 
 

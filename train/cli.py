@@ -175,12 +175,22 @@ def fit(
         try:
             return run_fit(cfg, out, force=force, log=_log)
         except MissingSplit as err:  # say which option names another split
-            if err.split == cfg.train_split:
+            if _same_split(err.split, cfg.train_split):
                 raise MissingSplit(f"{err}; name the training split with --train-split", err.split) from None
             hint = "name the validation split with --val-split, or give --val-data"
             raise MissingSplit(f"{err}; {hint}", err.split) from None
 
     _guarded(run)
+
+
+def _same_split(a: str, b: str) -> bool:
+    """Whether two split names mean one split ("train" and the CSV's "Training")."""
+    from fer_train.spec import canonical_split
+
+    try:
+        return canonical_split(a) == canonical_split(b)
+    except ValueError:  # a folder's own split name
+        return a.lower() == b.lower()
 
 
 @app.command(short_help="Accuracy, macro-F1, per-class metrics, confusion matrix.")

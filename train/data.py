@@ -154,7 +154,8 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
     col_e, col_p = header.index("emotion"), header.index("pixels")
     col_u = header.index("usage") if "usage" in header else None
     if col_u is None and usage != "Training":  # Kaggle's train.csv: every row is training data
-        raise DataError(f"{path}: no Usage column, so every row is Training; it holds no {usage} split")
+        why = f"no Usage column, so every row is Training; it holds no {usage} split"
+        raise MissingSplit(f"{path}: {why}", usage)
     others: set[str] = set()
     for line_no, row in enumerate(_rows_or_faults(rows, path, skip_bad, skipped), start=2):
         if any("\n" in field for field in row):  # the rest of the file went into one quoted field
@@ -175,7 +176,7 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
         labels.append(label)
     if not labels and not skipped and others:
         names = ", ".join(sorted(others))
-        raise DataError(f"{path}: split {usage} holds no faces (the Usage column names {names})")
+        raise MissingSplit(f"{path}: split {usage} holds no faces (the Usage column names {names})", usage)
 
 
 def _rows_or_faults(rows, path: Path, skip_bad: bool, skipped: list):
