@@ -19,7 +19,7 @@ from fer_export import card as cards
 from fer_export import litert_quantizer, measure
 from fer_export import report as report_md
 from fer_export.convert import ConversionError, convert
-from fer_export.formats import FORMAT, MODES, TOLERANCES
+from fer_export.formats import FORMAT, IO_TYPES, MODES, TOLERANCES
 from fer_export.model_file import LABELS_FILE
 from fer_export.representative import Data, load_split, stratified_indices
 from fer_export.variant import (
@@ -144,6 +144,8 @@ def check_options(opts: Options) -> None:
         checked_name(opts.name, given=True)
     if opts.quantizer not in QUANTIZERS:
         raise ExportError(f"unknown quantizer {opts.quantizer!r}: use converter or litert")
+    if opts.io_type not in IO_TYPES:  # an option, said before the model loads, not a failed variant after
+        raise ExportError(f"unknown --io-type {opts.io_type!r}: use one of {', '.join(IO_TYPES)}")
     calibrated = [m for m in opts.modes if FORMAT[m].needs_rep_data]
     if calibrated and opts.rep_data is None:
         raise ExportError(

@@ -311,6 +311,11 @@ def test_a_name_that_is_not_a_file_name_is_refused(tmp_path, name, why):
 def test_unknown_mode(tmp_path):
     result = fer_export("quantize", "--model", tiny_model_path(), "--mode", "int4", "--out", tmp_path)
     assert_one_error_line(result, "unknown mode")
+    # An unknown --io-type is an option error before any work, not a variant FAILED after it (exit 1).
+    args = ["--mode", "fp32", "--io-type", "int16", "--out", tmp_path / "o"]
+    result = fer_export("quantize", "--model", tiny_model_path(), *args)
+    assert_one_error_line(result, "unknown --io-type 'int16': use one of int8, uint8, float32")
+    assert not (tmp_path / "o").exists()
 
 
 def test_inspect_shows_card_metadata_and_quantization(exported):
