@@ -37,9 +37,11 @@ def sigterm_as_ctrl_c(terminated: list | None = None):
 @contextlib.contextmanager
 def stop_signals_deferred():
     """Ctrl-C or SIGTERM during one frame's outputs takes effect once they are written, so that the
-    JSON lines, the video and the summary's frame count agree."""
+    JSON lines, the video and the summary's frame count agree; or earlier, where the block calls the
+    function it is given (a training step's end: a KeyboardInterrupt raised inside TensorFlow's code
+    can break its scopes and surface as a RuntimeError)."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
     received: list[int] = []
     previous = {}
@@ -48,10 +50,17 @@ def stop_signals_deferred():
         if callable(handler):  # an ignored or default-action signal keeps its disposition
             previous[signum] = handler
             signal.signal(signum, lambda n, f: received.append(n))
+
+    def deliver() -> None:
+        """Let a stop that arrived take effect now: the handler it would have met runs here."""
+        if received:
+            signum = received[0]
+            received.clear()
+            previous[signum](signum, None)
+
     try:
-        yield
+        yield deliver
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if received:
-            previous[received[0]](received[0], None)
+        deliver()

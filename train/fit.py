@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from fer_edge.errors import not_a_model_file
+from fer_edge.signals import stop_signals_deferred
 from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
@@ -524,15 +525,38 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, teacher, l
         log("class weights: " + ", ".join(f"{CLASSES[c]} {w:.2f}" for c, w in weights.items()))
     if state["epoch"]:
         log(f"resuming at epoch {state['epoch'] + 1} of {cfg.epochs}")
-    model.fit(
-        data.dataset,
-        validation_data=_validation_data(val.images, val.labels, cfg),
-        epochs=cfg.epochs,
-        initial_epoch=state["epoch"],
-        class_weight=weights,
-        callbacks=[RandomStreams(cfg.seed, data), *callbacks, resume, RichProgress(cfg.epochs, log)],
-        verbose=0,
-    )
+    with stop_signals_deferred() as deliver:  # Ctrl-C and SIGTERM stop training between steps
+        model.fit(
+            data.dataset,
+            validation_data=_validation_data(val.images, val.labels, cfg),
+            epochs=cfg.epochs,
+            initial_epoch=state["epoch"],
+            class_weight=weights,
+            callbacks=[
+                StopBetweenSteps(deliver),
+                RandomStreams(cfg.seed, data),
+                *callbacks,
+                resume,
+                RichProgress(cfg.epochs, log),
+            ],
+            verbose=0,
+        )
+
+
+class StopBetweenSteps(keras.callbacks.Callback):
+    """A stop (Ctrl-C, SIGTERM) takes effect at the next step's end, as a KeyboardInterrupt raised from
+    Python: raised wherever the signal found TensorFlow, it could leave its device scopes unbalanced
+    and end the run in a RuntimeError traceback instead of "interrupted"."""
+
+    def __init__(self, deliver):
+        super().__init__()
+        self.deliver = deliver
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.deliver()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.deliver()
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
