@@ -217,5 +217,6 @@ def check_flatbuffer_crc(source: str | Path | bytes, expected: str) -> None:
     if f"{crc:08x}" != expected.lower():
         raise ModelError(
             f"{where}: damaged: its weights do not match the CRC-32 written at export "
-            f"({expected.lower()}, now {crc:08x}); copy the model again"
+            f"({expected.lower()}, now {crc:08x}); copy the model again, or export it again if another "
+            "tool rewrote it"
         )
