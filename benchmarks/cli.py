@@ -510,6 +510,7 @@ def training(
     """Training throughput (images/s) per architecture on this CPU; needs the train extra (TensorFlow)."""
     from fer_bench import machine
     from fer_bench import training as tr
+    from fer_train.backend import out_of_memory_as
     from fer_train.files import write_json, write_text
 
     def run():
@@ -517,7 +518,8 @@ def training(
         results = []
         for arch, options in tr.parse_variants(variants):
             err.print(f"training steps: {arch} {options or ''}")
-            results.append(tr.measure(arch, options, batch_size, batches))
+            with out_of_memory_as(BenchError, "use a smaller --batch-size or model"):
+                results.append(tr.measure(arch, options, batch_size, batches))
         doc = {
             "kind": "fer-bench/training",
             "command": _command(),

@@ -24,7 +24,10 @@ def parse_variants(text: str) -> list[tuple[str, dict]]:
         kwargs = {}
         for option in options:
             key, _, value = option.partition("=")
-            kwargs[key] = float(value) if "." in value else int(value)
+            try:
+                kwargs[key] = float(value) if "." in value else int(value)
+            except ValueError:
+                raise ValueError(f"{item}: builder options are NAME=NUMBER, e.g. cnn:width=0.5") from None
         variants.append((arch, kwargs))
     return variants
 

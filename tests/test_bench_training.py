@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from fer_bench.cli import app
@@ -15,6 +16,8 @@ def test_variants_parse_with_builder_options():
         ("cnn", {}),
         ("cnn", {"width": 0.5, "first_kernel": 3}),
     ]
+    with pytest.raises(ValueError, match="cnn:width=abc: builder options are NAME=NUMBER"):
+        parse_variants("cnn:width=abc")
 
 
 def test_training_throughput_table(tmp_path):

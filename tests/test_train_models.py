@@ -64,6 +64,32 @@ def test_width_scales_the_cnn():
     assert build_model("cnn", width=0.5).count_params() < build_model("cnn").count_params() / 3
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"width": 100}, "width 100: a filter-count multiplier from 0.1 to 4"),
+        ({"first_kernel": 4}, "first_kernel 4: 1, 3, 5 or 7"),
+    ],
+)
+def test_a_cnn_option_out_of_bounds_is_refused_before_any_memory_is_taken(options, message):
+    # width 100 once built 13 G parameters' worth of initializers: 22 GB, then a TensorFlow traceback.
+    with pytest.raises(ValueError, match=message):
+        build_model("cnn", **options)
+
+
+def test_tensorflow_out_of_memory_is_one_line_naming_the_tensor():
+    import tensorflow as tf
+
+    from fer_train.backend import out_of_memory_as
+    from fer_train.fit import TrainError
+
+    with pytest.raises(TrainError) as caught, out_of_memory_as(TrainError, "use a smaller --batch-size"):
+        tf.zeros([2**20, 2**20])  # 4 TiB: refused by the allocator at once
+    assert str(caught.value) == (
+        "out of memory: TensorFlow could not allocate a 1048576x1048576 tensor; use a smaller --batch-size"
+    )
+
+
 def test_a_residual_model_saves_loads_and_exports_all_integer(tmp_path):
     from conftest import synthetic_faces
     from fer_edge.classifier import Classifier

@@ -8,7 +8,9 @@ the duration of the import. Python errors raised by the import still surface as 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from contextlib import contextmanager
 
 
 def import_keras():
@@ -28,3 +30,19 @@ def import_keras():
     import keras
 
     return keras
+
+
+@contextmanager
+def out_of_memory_as(error: type[Exception], hint: str):
+    """Turn TensorFlow's out-of-memory error (or Python's) into `error`: one line naming the tensor
+    that did not fit and what to change, instead of a traceback full of device names."""
+    try:
+        yield
+    except MemoryError:
+        raise error(f"out of memory; {hint}") from None
+    except Exception as e:
+        if type(e).__name__ != "ResourceExhaustedError":
+            raise
+        shape = re.search(r"tensor with shape\s*\[([\d,\s]*)\]", str(e))
+        what = f"a {'x'.join(shape[1].replace(' ', '').split(','))} tensor" if shape else "a tensor"
+        raise error(f"out of memory: TensorFlow could not allocate {what}; {hint}") from None

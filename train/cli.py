@@ -54,15 +54,19 @@ def _typos_first(data: Path, archs: dict[str, dict] | None = None, keras_file: P
 
 
 def _guarded(run):
-    from fer_train.backend import import_keras
+    from fer_train.backend import import_keras, out_of_memory_as
 
     import_keras()  # TensorFlow's start-up chatter is silenced before anything imports it
     from fer_train.balance import BalanceError
     from fer_train.data import DataError
     from fer_train.fit import TrainError
 
+    def run_in_memory():
+        with out_of_memory_as(TrainError, "use a smaller --batch-size or model"):
+            return run()
+
     interrupted = "interrupted; run the same command again to resume from the last finished epoch"
-    return guarded(run, (DataError, BalanceError, TrainError), interrupted)
+    return guarded(run_in_memory, (DataError, BalanceError, TrainError), interrupted)
 
 
 @app.command(short_help="Train a registered model with its recipe (resumable).")
@@ -109,7 +113,7 @@ def fit(
         help="MixUp: blend each training face and its target with another's, weights from "
         "Beta(A, A); 0.2 is usual, 0 turns it off.",
     ),
-    width: float = typer.Option(None, min=0.1, help="cnn only: filter-count multiplier."),
+    width: float = typer.Option(None, min=0.1, max=4.0, help="cnn only: filter-count multiplier."),
     weights: str = typer.Option(None, help="vgg16/inceptionv3 only: a local no-top weights file."),
     patience: int = typer.Option(None, help="plateau schedule: EarlyStopping patience in epochs."),
     train_split: str = typer.Option(None, help="Split to train on (default: train)."),

@@ -155,6 +155,13 @@ def cnn(width: float = 1.0, first_kernel: int = 5, dropout_scale: float = 1.0):
     FER2013 as reported). `width` scales every filter count (tests and quick trials use small widths),
     `first_kernel=3` removes most of the first block's cost, `dropout_scale` multiplies every dropout rate.
     """
+    # Bounds that keep a typo from building a model no machine holds (width 100: 13 G parameters).
+    if not 0.1 <= width <= 4:
+        raise ValueError(f"width {width}: a filter-count multiplier from 0.1 to 4")
+    if first_kernel not in (1, 3, 5, 7):
+        raise ValueError(f"first_kernel {first_kernel}: 1, 3, 5 or 7")
+    if not 0 <= dropout_scale <= 1.5:  # the largest rate, 0.6, must stay below 1
+        raise ValueError(f"dropout_scale {dropout_scale}: from 0 to 1.5")
     import keras
     from keras import layers
 
