@@ -18,7 +18,7 @@ def _pixel_limit() -> str:
     # OpenCV aborts the process on a limit it cannot parse ("-5"): only a positive whole number goes
     # through; fer_edge.images reports a bad $FER_MAX_PIXELS when a command sets its limit.
     raw = os.environ.get("FER_MAX_PIXELS", "").strip()
-    return raw if raw.isdigit() and int(raw) > 0 else "50000000"
+    return raw if raw.isascii() and raw.isdigit() and int(raw) > 0 else "50000000"
 
 
 # OpenCV reads its decoder's pixel limit when it loads; set it here, before any module imports cv2

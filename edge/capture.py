@@ -50,12 +50,17 @@ class Frame:
     path: str | None = None  # the image file, for a folder of photos
 
 
+def is_camera(source: str) -> bool:
+    """A camera index: ASCII digits that fit OpenCV's int ("²" and "٣" are digits to Python, not to it)."""
+    return source.isascii() and source.isdigit() and int(source) < 2**31
+
+
 def describe(source: str) -> str:
-    return f"camera {source}" if source.isdigit() else source
+    return f"camera {source}" if is_camera(source) else source
 
 
 def is_live(source: str) -> bool:
-    return source.isdigit() or source.lower().startswith(STREAM_PREFIXES)
+    return is_camera(source) or source.lower().startswith(STREAM_PREFIXES)
 
 
 def open_source(
@@ -73,7 +78,7 @@ def open_source(
         return PiCameraSource()
     if is_live(source):
         capture = open_stream(source, open_timeout)
-        if not source.isdigit() and _frame_count(capture) > 0:
+        if not is_camera(source) and _frame_count(capture) > 0:
             # A video file served over the network has a length: read every frame to its end, as from
             # a local file; only a live stream (no length) reconnects when it breaks.
             return VideoSource(source, capture, realtime)
@@ -127,7 +132,7 @@ class ImageSource(FrameSource):
 def _open_capture(source: str, open_timeout: float | None = None):
     import cv2
 
-    if source.isdigit():
+    if is_camera(source):
         capture = cv2.VideoCapture(int(source))
     elif open_timeout and is_live(source):
         ms = int(open_timeout * 1000)
@@ -166,7 +171,7 @@ def open_stream(source: str, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S):
     if capture is None:
         if time.monotonic() - start >= 0.9 * open_timeout:
             why = f"no answer within {open_timeout:g} s; --open-timeout sets how long to wait"
-        elif source.isdigit():
+        elif is_camera(source):
             why = "no such camera, or it is in use"
         elif Path(source).is_char_device():
             why = "not a camera OpenCV can open, or it is in use"

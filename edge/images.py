@@ -31,7 +31,7 @@ def env_max_pixels() -> int:
     raw = os.environ.get(ENV_MAX_PIXELS, "").strip()
     if not raw:
         return DEFAULT_MAX_PIXELS
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ValueError(f"${ENV_MAX_PIXELS}={raw!r}: give a positive whole number of pixels")
     return int(raw)
 
@@ -143,7 +143,7 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
     except cv2.error as err:  # OpenCV 4.14 raises where earlier versions returned nothing
         if "CV_IO_MAX_IMAGE_PIXELS" in str(err):  # its header said so: nothing was decoded
             raw = os.environ.get(OPENCV_MAX_PIXELS, "").strip()  # the user's own may read "100MB"
-            limit = f"{int(raw):,}" if raw.isdigit() else raw or f"{max_pixels:,}"
+            limit = f"{int(raw):,}" if raw.isascii() and raw.isdigit() else raw or f"{max_pixels:,}"
             raise UnreadableImage(f"{path}: over the limit of {limit} pixels ({limit_hint})") from None
         image = None
     if image is None:

@@ -28,7 +28,7 @@ BUSY = (
 def parse_address(text: str) -> tuple[str, int]:
     """HOST:PORT, with an IPv6 host in brackets ([::1]:8080); no host: 127.0.0.1."""
     host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 <= int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise EdgeError(f"--serve {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -172,6 +172,9 @@ def test_a_folders_images_of_other_shapes_keep_their_proportions_in_the_saved_vi
     ("source", "message"),
     [
         ("9", "camera 9: cannot open"),
+        # Digits to Python, not to OpenCV: both once ended in a traceback in the thread opening them.
+        ("99999999999999999999", "99999999999999999999: no such file, folder or camera"),
+        ("²", "²: no such file, folder or camera"),
         ("{tmp}/notavideo.mp4", "not a video"),
         ("{tmp}/nothing", "no such file"),
     ],
@@ -202,6 +205,7 @@ def test_bad_output_options_are_refused(env, models, tmp_path):
     for args, message in [
         (["--serve", f"127.0.0.1:{port}"], "cannot listen there"),
         (["--serve", ":99999"], "expected HOST:PORT"),
+        (["--serve", "127.0.0.1:²"], "expected HOST:PORT"),  # was "invalid literal for int()"
         (["--json-file", tmp_path / "folder.jsonl"], "is a folder"),
         (["--save", "/proc/out.mp4"], "cannot write there"),
         (

@@ -463,10 +463,10 @@ def _edited_keras(path: Path, edit, keras_version: str | None = None) -> Path:
     return path
 
 
-@pytest.mark.parametrize("value", ["-5", "abc"])
+@pytest.mark.parametrize("value", ["-5", "abc", "²", "٣٠٠"])
 def test_a_bad_pixel_limit_in_the_environment_is_one_line_naming_it(tmp_path, value):
     """FER_MAX_PIXELS=-5 aborted the process inside OpenCV (std::invalid_argument); 'abc' said only
-    "invalid literal for int()"."""
+    "invalid literal for int()"; '²' (a digit to Python) was a traceback at import."""
     import os
 
     import cv2
