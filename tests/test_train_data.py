@@ -153,6 +153,26 @@ def test_cache_is_used_and_invalidated_when_the_source_changes(tiny_folders, tin
     assert len(data.load(tiny_folders, "train")) == len(first) + 1
 
 
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"images": np.zeros((3, 16, 16), np.uint8)},
+        {"labels": np.full(3, 9)},
+        {"labels": np.zeros(5, np.int64)},
+    ],
+)
+def test_a_wrong_cache_is_rebuilt_not_trained_on(tiny_folders, tmp_path, monkeypatch, wrong):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    first = data.load(tiny_folders, "train")
+    (cached,) = data.cache_dir().glob("fer-*.npz")
+    content = {"images": first.images[:3], "labels": first.labels[:3], "skipped": "[]", **wrong}
+    with open(cached, "wb") as f:  # np.savez adds .npz to a path that lacks it
+        np.savez(f, **content)
+    again = data.load(tiny_folders, "train")
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.labels, first.labels)
+
+
 def test_a_cache_a_full_disk_refuses_is_skipped_and_leaves_nothing(tiny_folders, tmp_path):
     import os
     import subprocess

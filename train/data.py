@@ -320,7 +320,13 @@ def _cache_path(key: str) -> Path:
 def _read_cache(path: Path, usage: str, source: str) -> Dataset:
     with np.load(path, allow_pickle=False) as z:
         skipped = json.loads(str(z["skipped"]))
-        return Dataset(z["images"], z["labels"].astype(np.int64), usage, source, skipped)
+        images, labels = z["images"], z["labels"].astype(np.int64)
+    # A cache another version (or a hand) wrote is rebuilt, never trained on.
+    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dtype != np.uint8 or len(labels) != len(images):
+        raise ValueError("not this version's cache")
+    if len(labels) and not 0 <= labels.min() <= labels.max() < len(CLASSES):
+        raise ValueError("labels out of range")
+    return Dataset(images, labels, usage, source, skipped)
 
 
 def _write_cache(path: Path, data: Dataset) -> None:
