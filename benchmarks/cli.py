@@ -159,7 +159,10 @@ def latency(
         lat.Settings.runs, min=1, max=lat.MAX_RUNS, help="Timed calls per model and thread count."
     ),
     warmup: int = typer.Option(
-        lat.Settings.warmup, min=0, help="Untimed calls first (the first calls plan and fill caches)."
+        lat.Settings.warmup,
+        min=0,
+        max=100000,
+        help="Untimed calls first (the first calls plan and fill caches).",
     ),
     batch: int = typer.Option(
         lat.Settings.batch, min=1, max=lat.MAX_BATCH, help="Faces per call for the batch-throughput number."
@@ -373,7 +376,10 @@ def pipeline(
         pipe.Settings.max_frames, min=1, help="Frames to time per model (after the warm-up)."
     ),
     warmup: int = typer.Option(
-        pipe.Settings.warmup, min=0, help="Frames run first and not timed (model planning, caches)."
+        pipe.Settings.warmup,
+        min=0,
+        max=100000,
+        help="Frames run first and not timed (model planning, caches).",
     ),
     detect_every: int = typer.Option(
         pipe.Settings.detect_every,
@@ -582,7 +588,7 @@ def run_all(
     runs: int = typer.Option(
         lat.Settings.runs, min=1, max=lat.MAX_RUNS, help="Timed latency calls per model and thread."
     ),
-    warmup: int = typer.Option(lat.Settings.warmup, min=0, help="Untimed latency calls first."),
+    warmup: int = typer.Option(lat.Settings.warmup, min=0, max=100000, help="Untimed latency calls first."),
     pin_core: int = typer.Option(None, "--pin-core", help="Run latency on this CPU core only."),
     peer: list[str] = typer.Option(None, "--peer", metavar="<peer>", help=PEER_HELP),
     source: str = typer.Option(
