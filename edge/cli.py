@@ -276,10 +276,22 @@ def info(
         if as_json:
             typer.echo(json.dumps(described))
         else:
-            for key, value in described.items():
-                typer.echo(f"{key}: {value}")
+            typer.echo(_describe_for_people(described))
 
     guarded(action)
+
+
+def _describe_for_people(described: dict) -> str:
+    """`info`'s lines: the JSON's fields in words (`input: 48x48x1 int8`), not Python reprs."""
+    shape, out = described["input"], described["output"]
+    scores = "logits; the runtime applies softmax" if out["softmax_applied"] else "probabilities"
+    lines = {
+        **described,
+        "labels": ", ".join(described["labels"]),
+        "input": f"{shape['size']}x{shape['size']}x{shape['channels']} {shape['dtype']}",
+        "output": f"{out['dtype']} {scores}",
+    }
+    return "\n".join(f"{key}: {value}" for key, value in lines.items())
 
 
 @models_app.command("list", short_help="The shipped emotion models: file, size, accuracy.")

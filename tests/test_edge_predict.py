@@ -357,6 +357,10 @@ def test_info_describes_a_model(models):
     assert described["labels"] == list(CLASSES) and described["variant"] == "int8"
     assert described["input"] == {"size": 48, "channels": 1, "dtype": "int8"}
     assert described["runtime"] in ("ai_edge_litert", "tflite_runtime")
+    # The same for people: words, not Python's reprs of the JSON's lists and objects.
+    lines = invoke("info", models["int8"]).stdout.splitlines()
+    assert f"labels: {', '.join(CLASSES)}" in lines and "input: 48x48x1 int8" in lines, lines
+    assert "output: int8 probabilities" in lines
 
 
 def test_info_takes_the_model_as_predict_and_run_do(models):
