@@ -132,14 +132,15 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
         data = _read_bounded(path)
     except OSError as err:
         raise UnreadableImage(f"{path}: cannot read it ({err.strerror or err})") from None
-    if data[:2].tobytes() == b"\xff\xd8" and _truncated_jpeg(data.tobytes()):  # libjpeg: gray where cut
+    if data[:2] == b"\xff\xd8" and _truncated_jpeg(data):  # libjpeg: gray where cut
         raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
-    if not data.size:  # a file being copied in, or a failed download: say so, not "not an image"
+    if not data:  # a file being copied in, or a failed download: say so, not "not an image"
         what = "an empty file" if path.is_file() else "no longer a file"
         what = "nothing piped in" if str(path) == STDIN else what
         raise UnreadableImage(f"{path}: {what}")
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+        flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as err:  # OpenCV 4.14 raises where earlier versions returned nothing
         if "CV_IO_MAX_IMAGE_PIXELS" in str(err):  # its header said so: nothing was decoded
             raw = os.environ.get(OPENCV_MAX_PIXELS, "").strip()  # the user's own may read "100MB"
@@ -167,19 +168,19 @@ def _check_header(path: Path, head: bytes) -> None:
         )
 
 
-def _read_bounded(path: Path) -> np.ndarray:
+def _read_bounded(path: Path) -> bytearray:
     """The file's bytes; refused unread when larger than an image of its header's size, or within the
     pixel limit, can be (8 bytes a pixel: 16-bit RGBA, uncompressed, plus room for metadata), so a
     huge or sparse file is never read into memory. A pipe has no size to check first: its header is."""
     if str(path) == STDIN:
         return _read_stream(path, sys.stdin.buffer, None)
     if not path.is_file():
-        return np.zeros(0, np.uint8)
+        return bytearray()
     with open(path, "rb") as stream:
         return _read_stream(path, stream, path.stat().st_size)
 
 
-def _read_stream(path: Path, stream, size: int | None) -> np.ndarray:
+def _read_stream(path: Path, stream, size: int | None) -> bytearray:
     head = stream.read(HEADER_BYTES)
     _check_header(path, head)
     limit = max_pixels * 8 + (1 << 20)
@@ -191,10 +192,16 @@ def _read_stream(path: Path, stream, size: int | None) -> np.ndarray:
         what = f"a {declared[0]}x{declared[1]} image takes"
     if size is not None and size > limit:
         raise UnreadableImage(f"{path}: {size / 2**20:,.0f} MiB, more than {what}")
-    data = head + stream.read(limit + 1 - len(head))
+    # Grown in place, chunk by chunk: one copy of the bytes in memory, not a buffer and its join.
+    data = bytearray(head)
+    while len(data) <= limit and (chunk := stream.read(min(READ_CHUNK, limit + 1 - len(data)))):
+        data += chunk
     if len(data) > limit:  # a pipe, or a file that grew since its size was read
         raise UnreadableImage(f"{path}: over {limit / 2**20:,.0f} MiB, more than {what}")
-    return np.frombuffer(data, dtype=np.uint8)
+    return data
+
+
+READ_CHUNK = 4 << 20
 
 
 # Room beyond the pixels for what a real photo carries besides them (EXIF, ICC profile, XMP, thumbnail).
@@ -241,7 +248,7 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _truncated_jpeg(data: bytes) -> bool:
+def _truncated_jpeg(data: bytes | bytearray) -> bool:
     """A JPEG whose image data stops before its end-of-image marker. The scan starts after the header
     segments (an EXIF thumbnail, with its own markers, is inside one); its entropy-coded data never
     holds FF D9, so the first FF D9 after it is the image's end. Data after the end (a phone's motion
