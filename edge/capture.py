@@ -22,7 +22,7 @@ import numpy as np
 
 import fer_edge.quiet  # noqa: F401  (sets OpenCV's and FFmpeg's log levels before a source opens)
 from fer_edge import images
-from fer_edge.errors import SourceError, printable
+from fer_edge.errors import SourceError, printable, warn
 from fer_edge.images import UnreadableImage, is_image, list_images, read_image
 
 PICAMERA_NAMES = ("picamera", "picamera2")
@@ -117,7 +117,7 @@ class ImageSource(FrameSource):
         index = 0
         for path in self.paths:
             try:
-                image = read_image(path)
+                image = read_image(path, warn=warn)
             except UnreadableImage as err:
                 # A corrupt image in a folder is skipped (and counted), not the end of the run.
                 print(f"warning: {printable(str(err))}; skipped", file=sys.stderr)

@@ -36,6 +36,13 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def warn(message: str) -> None:
+    """A problem that does not stop the work (a damaged JPEG that still decodes): one stderr line."""
+    import sys
+
+    print(f"warning: {printable(message)}", file=sys.stderr)
+
+
 def not_a_model_file(path: Path, give: str, missing: str = "no such model file") -> str | None:
     """Why `path` cannot be read as a model file (`give` names what to pass instead), or None."""
     if path.is_file():

@@ -11,7 +11,7 @@ import functools
 import os
 import struct
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +124,10 @@ def _stdin_image(found: list[tuple[Path, Path]]) -> tuple[Path, Path]:
     return Path(STDIN), Path("stdin")
 
 
-def read_image(path: Path, gray: bool = False) -> np.ndarray:
-    """The image as BGR (or gray) uint8; UnreadableImage when it cannot be decoded or is too large."""
+def read_image(path: Path, gray: bool = False, warn: Callable[[str], None] | None = None) -> np.ndarray:
+    """The image as BGR (or gray) uint8; UnreadableImage when it cannot be decoded or is too large.
+    `warn` (single-threaded callers) hears of a JPEG that decodes with damage, in place of libjpeg's
+    own line on stderr."""
     import cv2
 
     try:
@@ -140,7 +142,10 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
         raise UnreadableImage(f"{path}: {what}")
     try:
         flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        if warn is not None and data[:2] == b"\xff\xd8":
+            image = _decode_jpeg_reporting_damage(path, data, flags, warn)
+        else:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as err:  # OpenCV 4.14 raises where earlier versions returned nothing
         if "CV_IO_MAX_IMAGE_PIXELS" in str(err):  # its header said so: nothing was decoded
             raw = os.environ.get(OPENCV_MAX_PIXELS, "").strip()  # the user's own may read "100MB"
@@ -156,6 +161,26 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
     return image
 
 
+def _decode_jpeg_reporting_damage(path: Path, data: bytearray, flags: int, warn: Callable[[str], None]):
+    """Decode a JPEG; libjpeg's "Corrupt JPEG data: ..." (a damaged but decodable file, gray where
+    the damage is) becomes one warning naming the file. Anything else written meanwhile passes on."""
+    import cv2
+
+    from fer_edge.quiet import native_captured
+
+    with native_captured() as captured:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    lines = b"".join(captured).splitlines(keepends=True)
+    damage = [line for line in lines if line.startswith(LIBJPEG_DAMAGE)]
+    if damage and image is not None:
+        why = damage[0].removeprefix(LIBJPEG_DAMAGE).decode(errors="replace").strip()
+        warn(f"{path}: damaged JPEG data ({why}); decoded as far as it goes")
+    if other := b"".join(line for line in lines if not line.startswith(LIBJPEG_DAMAGE)):
+        os.write(2, other)  # another thread's output (a progress bar's), as it was written
+    return image
+
+
+LIBJPEG_DAMAGE = b"Corrupt JPEG data: "
 HEADER_BYTES = 65536  # where a PNG, JPEG, BMP or GIF says its size
 
 

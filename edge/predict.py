@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.errors import SourceError, printable
+from fer_edge.errors import SourceError, printable, warn
 from fer_edge.images import UnreadableImage, read_image
 from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer
@@ -31,7 +31,7 @@ def predict_crops(fer: EmotionRecognizer, paths: list[Path], failed: list[str]) 
         faces, kept = [], []
         for path in chunk:
             try:
-                image = read_image(path, gray=clf.channels == 1)
+                image = read_image(path, gray=clf.channels == 1, warn=warn)
             except UnreadableImage as err:
                 failed.append(str(err))
                 continue
@@ -61,7 +61,7 @@ def predict_frames(
     of the image with its faces drawn on it."""
     for path in paths:
         try:
-            image = read_image(path)
+            image = read_image(path, warn=warn)
         except UnreadableImage as err:
             failed.append(str(err))
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 
 if not os.environ.get("FER_VERBOSE"):
     # OpenCV reads this when it loads: not its [ WARN ] and [ ERROR ] lines about a stream or a damaged
@@ -37,3 +38,25 @@ def native_quiet():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def native_captured():
+    """What native code writes to fd 2 during the block, for the caller to word (libjpeg's "Corrupt
+    JPEG data: ..."): yields a list that holds the bytes afterwards. Empty with FER_VERBOSE=1, where
+    they reach the terminal as they are."""
+    text: list[bytes] = []
+    if os.environ.get("FER_VERBOSE"):
+        yield text
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.append(sink.read(1 << 16))

@@ -295,6 +295,26 @@ def test_a_truncated_jpeg_is_refused_not_half_read(tmp_path):
     assert "cut.jpg: a truncated JPEG" in _edge("predict", cut, "--crops", "-m", models["int8"]).stderr
 
 
+def test_a_damaged_jpeg_that_decodes_is_one_warning_naming_it(tmp_path):
+    """A JPEG cut inside its scan but ending in its end marker decodes, gray below the damage; libjpeg's
+    own line ("Corrupt JPEG data: premature end of data segment") named no file."""
+    import cv2
+
+    models = tiny_models()
+    ok, encoded = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (96, 96), np.uint8))
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(encoded.tobytes()[: len(encoded) // 2] + b"\xff\xd9")
+    model = ["-m", str(models["int8"])]
+    live = ["run", "-s", str(damaged), "--headless", "-d", "blazeface"]
+    for args in (["predict", str(damaged), "--crops"], live):
+        command = [sys.executable, "-m", "fer_edge", *args, *model]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "Corrupt JPEG data" not in proc.stderr, proc.stderr
+        why = "damaged JPEG data (premature end of data segment); decoded as far as it goes"
+        assert f"warning: {damaged}: {why}" in proc.stderr.splitlines(), proc.stderr
+
+
 def _sparse(path: Path, size: int) -> Path:
     """A file of `size` zero bytes that takes no disk space: what a corrupt or hostile file can look like."""
     with open(path, "wb") as file:
