@@ -18,6 +18,7 @@ from fer_edge.errors import SourceError, printable, warn
 from fer_edge.images import UnreadableImage, read_image
 from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer
+from fer_edge.signals import stop_signals_deferred
 from fer_train.files import ANNOTATED_MARK, refuse_overwrite, write_bytes  # pure Python, as edge needs
 
 CHUNK = 64
@@ -66,13 +67,17 @@ def predict_frames(
             failed.append(str(err))
             continue
         faces = fer(image)
-        if saves is not None:
-            saves.write(path, draw(image, faces))
-        yield {
+        record = {
             "path": str(path),
             "size": [image.shape[1], image.shape[0]],
             "faces": [f.to_dict() for f in faces],
         }
+        # Ctrl-C or SIGTERM while a copy is written and its line printed (until the next image is asked
+        # for) takes effect after both: no half-written copy, no copy without its line.
+        with stop_signals_deferred():
+            if saves is not None:
+                saves.write(path, draw(image, faces))
+            yield record
 
 
 @dataclass

@@ -168,6 +168,31 @@ def test_save_writes_each_image_with_its_faces_drawn_and_never_over_the_users_fi
     assert crops.exit_code == 2 and "with --crops" in crops.stderr
 
 
+def test_a_stop_while_a_copy_is_saved_leaves_it_whole_and_listed(env, models, tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) while `--save` writes a copy once left its hidden temporary file, or a copy
+    whose line was never printed; it now takes effect after both."""
+    import signal
+
+    from fer_edge import predict
+
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), textured_canvas(seed=i))
+    real = predict.write_bytes
+
+    def write_then_stop(*args, **kwargs):  # the stop arrives as the second copy is written
+        written = real(*args, **kwargs)
+        if len(list((tmp_path / "out").iterdir())) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return written
+
+    monkeypatch.setattr(predict, "write_bytes", write_then_stop)
+    images = [tmp_path / f"{i}.png" for i in range(4)]
+    result = invoke("predict", *images, "-m", models["int8"], "-d", "blazeface", "--save", tmp_path / "out")
+    assert result.exit_code == 128 + signal.SIGTERM and "interrupted" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]  # no temporary files
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(p) for p in images[:2]]
+
+
 def test_unreadable_images_are_skipped_then_reported(env, models, tmp_path):
     cv2.imwrite(str(tmp_path / "good.png"), shared_faces(env, per_class=1)[0][1])
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
