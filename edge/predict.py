@@ -72,11 +72,13 @@ def predict_frames(
             "size": [image.shape[1], image.shape[0]],
             "faces": [f.to_dict() for f in faces],
         }
+        if saves is None:
+            yield record
+            continue
         # Ctrl-C or SIGTERM while a copy is written and its line printed (until the next image is asked
         # for) takes effect after both: no half-written copy, no copy without its line.
         with stop_signals_deferred():
-            if saves is not None:
-                saves.write(path, draw(image, faces))
+            saves.write(path, draw(image, faces))
             yield record
 
 
