@@ -74,13 +74,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], replace
     The temporary name keeps `path`'s suffix, because some writers (Keras, Matplotlib) choose the
     format from it.
     """
+    from fer_edge.signals import stop_signals_deferred
+
     path = Path(path)
     _refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        # A stop landing inside mkstemp would leave its file unnamed, so unremoved: it waits for the name.
+        with stop_signals_deferred():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make results private to the writer
         move_into_place(tmp_path, path, replace)
@@ -91,7 +96,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], replace
             raise OSError(err.errno, f"cannot write ({err.strerror or err}); not kept", str(path)) from None
         raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
     return path
 
