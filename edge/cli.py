@@ -326,7 +326,9 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="One JSON obj
 def models_fetch(
     dest: Path | None = typer.Option(None, "--dest", help="Folder to put it in (default: the cache folder)."),
     url: str | None = typer.Option(
-        None, "--url", help="Download from this mirror instead (the SHA-256 is checked all the same)."
+        None,
+        "--url",
+        help="Download from this mirror: https://, http:// or file:// (SHA-256 checked all the same).",
     ),
     force: bool = typer.Option(
         False, "--force", help="Download again even if a good copy is there (another file is always kept)."

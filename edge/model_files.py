@@ -9,6 +9,7 @@ are checked against a pinned SHA-256, so a changed or truncated file is never us
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -84,6 +85,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+URL_SCHEMES = ("https://", "http://", "file://")  # file://: a mirror on a USB stick or a share
+
+
 def fetch(
     model: ModelFile = BLAZE_FACE,
     dest_dir: Path | None = None,
@@ -97,6 +101,8 @@ def fetch(
     A file already there with the pinned hash is kept. The download goes to a temporary file that
     replaces the target only once its SHA-256 matches.
     """
+    if url is not None and not url.lower().startswith(URL_SCHEMES):
+        raise EdgeError(f"--url {url}: not a URL this can download ({', '.join(URL_SCHEMES)})")
     dest_dir = Path(dest_dir) if dest_dir else cache_dir()
     target = dest_dir / model.filename
     if dest_dir.exists() and not dest_dir.is_dir():
@@ -111,6 +117,7 @@ def fetch(
             )
         if not force:
             return target, False
+    made = [p for p in (dest_dir, *dest_dir.parents) if not p.exists()]  # deepest first
     dest_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{model.filename}.", suffix=".part", dir=dest_dir)
     tmp_path = Path(tmp)
@@ -127,6 +134,9 @@ def fetch(
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+            for folder in made:  # a failed download leaves no folders it made either
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     return target, True
 
 

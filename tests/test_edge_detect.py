@@ -273,23 +273,26 @@ def test_fetch_downloads_and_checks_the_hash(http_folder, blaze_model, tmp_path,
     assert BlazeFaceDetector(path).detect(textured_canvas()) == []
 
 
-def test_fetch_refuses_a_wrong_file_and_leaves_nothing(http_folder, tmp_path):
+def test_fetch_refuses_a_wrong_file_and_leaves_nothing(http_folder, blaze_model, tmp_path):
     folder, base = http_folder
     (folder / "evil.tflite").write_bytes(b"x" * 5000)
-    dest = tmp_path / "dest"
+    dest = tmp_path / "dest" / "models"  # neither folder exists: a failure leaves neither behind
     with pytest.raises(EdgeError, match="SHA-256"):
         fetch(dest_dir=dest, url=f"{base}/evil.tflite")
-    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "dest").exists()
     with open(folder / "endless.tflite", "wb") as endless:  # 1 GiB that takes no disk space here
         endless.truncate(1 << 30)
     with pytest.raises(EdgeError, match=f"endless.tflite: more than the model's {BLAZE_FACE.size:,} bytes"):
         fetch(dest_dir=dest, url=f"{base}/endless.tflite")
-    assert list(dest.iterdir()) == []
     with pytest.raises(EdgeError, match="HTTP 404"):
         fetch(dest_dir=dest, url=f"{base}/missing.tflite")
     with pytest.raises(EdgeError, match="download failed"):
         fetch(dest_dir=dest, url="http://127.0.0.1:9/blaze.tflite", timeout=2)
-    assert list(dest.iterdir()) == []
+    with pytest.raises(EdgeError, match=r"--url blaze.tflite: not a URL this can download \(https://"):
+        fetch(dest_dir=dest, url="blaze.tflite")  # was "unknown url type"
+    assert not (tmp_path / "dest").exists()
+    # A mirror on a local disk or share, as a file:// URL.
+    assert fetch(dest_dir=dest, url=blaze_model.as_uri()) == (dest / BLAZE_FACE.filename, True)
 
 
 def test_models_fetch_and_path_commands(http_folder, blaze_model, tmp_path, monkeypatch):
