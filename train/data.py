@@ -22,7 +22,7 @@ import numpy as np
 from fer_edge.images import UnreadableImage, env_max_pixels, is_hidden, is_image, read_image
 from fer_train.spec import CLASSES, IMAGE_SIZE, SPLIT_ALIASES, canonical_split, class_index
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: skipped items as a count and the first hundred
 
 
 class DataError(Exception):
@@ -46,13 +46,38 @@ class BadItem(DataError):
         self.why = why
 
 
+class Skipped:
+    """The items a split left out: every one counted (`len`), the first hundred described ("where:
+    why"; indexing and iteration), so that a file of millions of bad rows is reported in kilobytes."""
+
+    KEPT = 100
+
+    def __init__(self, described: list[str] | None = None, count: int = 0):
+        self.described = list(described or [])[: self.KEPT]
+        self.count = max(count, len(self.described))
+
+    def append(self, why: str) -> None:
+        self.count += 1
+        if len(self.described) < self.KEPT:
+            self.described.append(why)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> str:
+        return self.described[index]
+
+    def __iter__(self):
+        return iter(self.described)
+
+
 @dataclass
 class Dataset:
     images: np.ndarray  # uint8 (N, 48, 48)
     labels: np.ndarray  # int64 (N,), indexes spec.CLASSES
     split: str  # Training, PublicTest or PrivateTest
     source: str  # the CSV file, or the folder of class folders the faces came from
-    skipped: list[str] = field(default_factory=list)  # "where: why" for every item left out
+    skipped: Skipped = field(default_factory=Skipped)  # the items left out
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,7 +90,7 @@ def load(
 
     `path` is a Kaggle CSV, a root holding `<split>/<class>/*.jpg`, or a split folder holding
     `<class>/*.jpg` directly. With `skip_bad`, malformed rows and unreadable images are left out and
-    listed in `Dataset.skipped`; without it the first one raises DataError.
+    counted in `Dataset.skipped`; without it the first one raises DataError.
     """
     src = check_source(path)
     usage = canonical_split(split) if split.lower() in SPLIT_ALIASES else split
@@ -83,7 +108,7 @@ def load(
     if cache and cached.exists():
         try:
             return _read_cache(cached, usage, str(source))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache is rebuilt below
     images, labels, skipped = reader()
     _check_not_empty(labels, src, usage)
@@ -113,8 +138,8 @@ def _check_not_empty(labels: np.ndarray, src: Path, usage: str) -> None:
 # --- CSV -------------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, usage: str, skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    images, labels, skipped = [], [], []
+def _read_csv(path: Path, usage: str, skip_bad: bool) -> tuple[np.ndarray, np.ndarray, Skipped]:
+    images, labels, skipped = [], [], Skipped()
     try:
         # utf-8-sig: a CSV saved by Excel starts with a byte-order mark before "emotion".
         handle = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed by the with below
@@ -146,7 +171,7 @@ def _bounded_lines(handle, path: Path):
         yield line
 
 
-def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, labels: list, skipped: list):
+def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, labels: list, skipped: Skipped):
     """Parse the rows of `usage` into `images` and `labels` (malformed rows into `skipped`)."""
     header = [h.strip().lower() for h in next(rows, [])]
     if "emotion" not in header or "pixels" not in header:
@@ -179,7 +204,7 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
         raise MissingSplit(f"{path}: split {usage} holds no faces (the Usage column names {names})", usage)
 
 
-def _rows_or_faults(rows, path: Path, skip_bad: bool, skipped: list):
+def _rows_or_faults(rows, path: Path, skip_bad: bool, skipped: Skipped):
     """The rows; one the csv module refuses (a NUL byte, a field over its size limit) is a bad row like
     any other: skipped with `skip_bad`, else the error. The reader starts afresh on the next line."""
     while True:
@@ -254,12 +279,12 @@ def _list_images(split_dir: Path, skip_bad: bool) -> list[tuple[Path, int]]:
     return files
 
 
-def _read_folder(files: list[tuple[Path, int]], skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_folder(files: list[tuple[Path, int]], skip_bad: bool) -> tuple[np.ndarray, np.ndarray, Skipped]:
     try:
         env_max_pixels()  # not a number: said, not passed over for the default
     except ValueError as err:
         raise DataError(str(err)) from None
-    images, labels, skipped = [], [], []
+    images, labels, skipped = [], [], Skipped()
     # OpenCV releases the GIL while decoding, so threads overlap file reads and JPEG decoding.
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         for (path, label), face in zip(files, pool.map(_read_face, (p for p, _ in files))):
@@ -288,7 +313,7 @@ def _read_face(path: Path) -> np.ndarray | str:
     return face
 
 
-def _stack(images: list, labels: list, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _stack(images: list, labels: list, skipped: Skipped) -> tuple[np.ndarray, np.ndarray, Skipped]:
     if not images:
         return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.zeros((0,), np.int64), skipped
     return np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int64), skipped
@@ -319,7 +344,7 @@ def _cache_path(key: str) -> Path:
 
 def _read_cache(path: Path, usage: str, source: str) -> Dataset:
     with np.load(path, allow_pickle=False) as z:
-        skipped = json.loads(str(z["skipped"]))
+        skipped = Skipped(**json.loads(str(z["skipped"])))
         images, labels = z["images"], z["labels"].astype(np.int64)
     # A cache another version (or a hand) wrote is rebuilt, never trained on.
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dtype != np.uint8 or len(labels) != len(images):
@@ -333,7 +358,8 @@ def _write_cache(path: Path, data: Dataset) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, images=data.images, labels=data.labels, skipped=json.dumps(data.skipped))
+        skipped = {"described": data.skipped.described, "count": data.skipped.count}
+        np.savez(tmp, images=data.images, labels=data.labels, skipped=json.dumps(skipped))
         os.replace(tmp, path)
     except OSError as e:  # a read-only home or a full disk is no reason to fail loading
         tmp.unlink(missing_ok=True)
