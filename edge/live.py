@@ -413,6 +413,8 @@ def process(
         frame = next(iterator, None)
         if frame is None:
             return
+        if frame.path is not None:  # separate photos: no track runs from one to the next
+            pipeline = LivePipeline(fer, 1, 0.0)
         t1 = time.perf_counter()
         stats.add("capture", t1 - t0)
         faces = pipeline.step(frame.image, stats)

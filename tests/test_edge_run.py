@@ -135,6 +135,11 @@ def test_run_on_images_and_folders_prints_json_lines(env, models, tmp_path, monk
     assert len(records) == 2 and len(records[0]["faces"]) >= 2 and records[1]["faces"] == []
     assert [r["path"] for r in records] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     (tmp_path / "c.jpg").unlink()
+    # Separate photos are not a sequence: each numbers its faces afresh (once, tracks ran across them).
+    cv2.imwrite(str(tmp_path / "b.png"), paste_faces(textured_canvas(seed=2), faces[:1], [(60, 280, 180)]))
+    numbered = invoke("run", "-s", tmp_path, "-m", models["fp32"], "-d", "blazeface", "--json")
+    tracks = [[face["track"] for face in json.loads(line)["faces"]] for line in numbered.stdout.splitlines()]
+    assert sorted(tracks[0]) == list(range(1, len(tracks[0]) + 1)) and tracks[1] == [1], tracks
     saved = invoke(
         "run", "-s", tmp_path, "-m", models["fp32"], "-d", "blazeface", "--save", tmp_path / "o.avi"
     )
