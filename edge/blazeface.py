@@ -8,6 +8,7 @@ does, including a Pi 4 on which mediapipe's own library cannot load.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,7 @@ class BlazeFaceDetector:
         self.anchors = ssd_anchors()
         self.min_score = min_score
         self.model_path = Path(model_path)
+        self._turn = threading.Lock()  # one interpreter: threads sharing the detector take turns
 
     def detect(self, frame: np.ndarray, rgb: bool = False) -> list[Box]:
         """Face boxes in `frame` (BGR unless `rgb`), in frame pixels, best first."""
@@ -116,10 +118,11 @@ class BlazeFaceDetector:
         image = frame if rgb else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         boxed, scale, pad_x, pad_y = letterbox(image)
         tensor = (boxed.astype(np.float32) / 127.5 - 1.0)[None]
-        self._interpreter.set_tensor(self._input, tensor)
-        self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._boxes)[0]
-        logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
+        with self._turn:
+            self._interpreter.set_tensor(self._input, tensor)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._boxes)[0]
+            logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
         if not (np.isfinite(raw).all() and np.isfinite(logits).all()):  # NaN boxes escape NMS: 446 faces
             raise DetectorError(f"{self.model_path}: gives NaN or infinite boxes; not a face detector")
         # A box lies within a few input widths of its anchor; a value far past that (a damaged model)

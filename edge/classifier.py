@@ -9,6 +9,7 @@ classifier with its own `preprocess`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,6 +98,8 @@ class Classifier:
         self.labels: list[str] = self._resolve_labels(labels)
         self._batch = 1
         self._batchable = True
+        # An interpreter holds one input and one output: threads sharing a Classifier take turns.
+        self._turn = threading.Lock()
         # Faces per invoke(), so that a batch's tensors stay within what one face's may take in all.
         per_face = max(tensor_bytes(self._interpreter, per_item=True), 1)
         self.max_batch = max(1, min(MAX_BATCH, MAX_TENSOR_BYTES // per_face))
@@ -213,13 +216,14 @@ class Classifier:
 
     def _predict(self, faces: np.ndarray) -> np.ndarray:
         batch = self.preprocess(faces) if self.preprocess is not None else self._prepare(faces)
-        if self._batchable:
-            try:
-                return self._run(batch)
-            except (RuntimeError, ValueError):
-                # A model whose graph pins the batch size: fall back to one face at a time.
-                self._batchable = False
-        return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
+        with self._turn:
+            if self._batchable:
+                try:
+                    return self._run(batch)
+                except (RuntimeError, ValueError):
+                    # A model whose graph pins the batch size: fall back to one face at a time.
+                    self._batchable = False
+            return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
 
     def _prepare(self, faces: np.ndarray) -> np.ndarray:
         """Raw pixels at the model's size and colour, as float32 (the model normalizes them)."""

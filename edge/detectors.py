@@ -14,6 +14,7 @@ import importlib.util
 import os
 import platform
 import sys
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class HaarDetector:
             raise DetectorError(f"haar detector: {why}")
         self._cascade = cv2.CascadeClassifier(str(haar_cascade_path()))
         self.min_size = min_size
+        self._turn = threading.Lock()  # a cascade keeps per-call buffers: threads take turns
 
     def detect(self, frame: np.ndarray, rgb: bool = False) -> list[Box]:
         import cv2
@@ -89,7 +91,8 @@ class HaarDetector:
             if frame.ndim == 2
             else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY if rgb else cv2.COLOR_BGR2GRAY)
         )
-        found = self._cascade.detectMultiScale(gray, 1.1, 5, minSize=(self.min_size, self.min_size))
+        with self._turn:
+            found = self._cascade.detectMultiScale(gray, 1.1, 5, minSize=(self.min_size, self.min_size))
         return [Box(float(x), float(y), float(w), float(h), 1.0) for x, y, w, h in found]
 
     def close(self) -> None:
@@ -169,6 +172,7 @@ class MediaPipeDetector:
             )
             with native_quiet():
                 self._detector = vision.FaceDetector.create_from_options(options)
+            self._turn = threading.Lock()
             _unclosed.add(self)
         except Exception as err:  # mediapipe raises RuntimeError, ValueError or its own status errors
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -179,7 +183,9 @@ class MediaPipeDetector:
 
         image = frame if rgb else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        with native_quiet():  # MediaPipe logs a memory-alignment warning from C++ on its detections
+        # MediaPipe logs a memory-alignment warning from C++ on its detections; one graph: threads
+        # sharing the detector take turns.
+        with self._turn, native_quiet():
             result = self._detector.detect(mp_image)
         h, w = frame.shape[:2]
         boxes = []

@@ -13,6 +13,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 
 if not os.environ.get("FER_VERBOSE"):
     # OpenCV reads this when it loads: not its [ WARN ] and [ ERROR ] lines about a stream or a damaged
@@ -23,21 +24,26 @@ if not os.environ.get("FER_VERBOSE"):
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
+# fd 2 is one per process: two threads swapping it at once could leave it on /dev/null for good.
+_FD2 = threading.RLock()
+
+
 @contextlib.contextmanager
 def native_quiet():
     if os.environ.get("FER_VERBOSE"):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    with _FD2:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -49,9 +55,9 @@ def native_captured():
     if os.environ.get("FER_VERBOSE"):
         yield text
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
+    with _FD2, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
         try:
             os.dup2(sink.fileno(), 2)
             yield text

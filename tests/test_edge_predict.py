@@ -464,3 +464,33 @@ def test_models_list_shows_every_shipped_model_with_its_measured_accuracy():
     table = invoke("models", "list").stdout.splitlines()
     assert len(table) == len(SHIPPED) + 2 and all(len(line) <= 80 for line in table[:-1])
     assert table[1].split()[:2] == ["default", SHIPPED["default"]]
+
+
+def test_threads_sharing_a_recognizer_get_what_one_thread_gets(env):
+    """A web server's threads sharing one EmotionRecognizer: each interpreter holds one input and one
+    output, so calls at once raised LiteRT's "reference to internal data" RuntimeError (or could swap
+    answers). Each stage now takes turns."""
+    import threading
+
+    faces = [f for _, f in shared_faces(env, per_class=1)]
+    frames = [paste_faces(textured_canvas(seed=s), faces[s::3], PLACES) for s in range(3)]
+    with EmotionRecognizer("nano", detector="blazeface") as fer:
+        expected = [[(f.label, f.score, f.box.as_list()) for f in fer(frame)] for frame in frames]
+        assert all(expected), "every frame has faces"
+        got, errors = [], []
+
+        def work(k: int) -> None:
+            try:
+                for i in range(20):
+                    frame = (k + i) % len(frames)
+                    got.append((frame, [(f.label, f.score, f.box.as_list()) for f in fer(frames[frame])]))
+            except Exception as err:  # noqa: BLE001 - any failure in a thread is the finding
+                errors.append(repr(err))
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and len(got) == 80
+    assert all(faces == expected[frame] for frame, faces in got)
