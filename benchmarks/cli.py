@@ -25,6 +25,7 @@ from fer_bench import latency as lat
 from fer_bench import pipeline as pipe
 from fer_bench.errors import BenchError
 from fer_bench.training import DEFAULT_VARIANTS
+from fer_edge.cli import DETECTOR_MODEL_HELP
 from fer_edge.cli_errors import guarded, make_app, run_app
 from fer_edge.runtime import MAX_THREADS
 
@@ -366,9 +367,7 @@ def pipeline(
     detector: str = typer.Option(
         pipe.Settings.detector, help="Face detector: auto, mediapipe, blazeface or haar (as fer-edge)."
     ),
-    detector_model: Path = typer.Option(
-        None, "--detector-model", help="BlazeFace .tflite (default: $FER_DETECTOR_MODEL or fer-edge's cache)."
-    ),
+    detector_model: Path = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
     threads: int = typer.Option(
         pipe.Settings.threads, min=1, max=MAX_THREADS, help="Interpreter threads for detector and classifier."
     ),
@@ -594,7 +593,7 @@ def run_all(
     source: str = typer.Option(
         None, "--source", help="Also run the pipeline benchmark on this video or folder."
     ),
-    detector_model: Path = typer.Option(None, "--detector-model", help="BlazeFace .tflite for the pipeline."),
+    detector_model: Path = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
     out_dir: Path = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
