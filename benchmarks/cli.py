@@ -80,7 +80,9 @@ def _guarded(run, out_dir: Path | None = None):
 
 
 def _command() -> str:
-    return "fer-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    from fer_edge.capture import redacted
+
+    return redacted("fer-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 
 def _now() -> str:
@@ -441,6 +443,7 @@ def clip(
 
 def _pipeline(source, models, peer, settings: pipe.Settings, out_dir, force) -> dict:
     from fer_bench.machine import describe
+    from fer_edge.capture import redacted
 
     entries, notes = _entries(models, peer)
     _check_free([Path(out_dir) / "pipeline.json"], force)
@@ -463,7 +466,7 @@ def _pipeline(source, models, peer, settings: pipe.Settings, out_dir, force) -> 
         "created": _now(),
         "command": _command(),
         "machine": describe(),
-        "source": str(source),
+        "source": redacted(str(source)),
         "settings": {
             **settings.__dict__,
             "description": f"{settings.detector} detector ({first['detector']}: {first['detector_reason']}), "

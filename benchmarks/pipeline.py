@@ -91,7 +91,7 @@ def check_source(source: str, settings: Settings = Settings()) -> None:
 
 def run_one(entry: ModelEntry, source: str, settings: Settings = Settings(), progress=None) -> dict:
     """Run the live loop with one classifier over the source; the first `warmup` frames are not counted."""
-    from fer_edge.capture import open_source
+    from fer_edge.capture import describe, open_source
     from fer_edge.recognizer import EmotionRecognizer
 
     s = settings
@@ -109,8 +109,8 @@ def run_one(entry: ModelEntry, source: str, settings: Settings = Settings(), pro
     warmup = s.warmup
     if len(sink.faces) <= warmup:
         raise BenchError(
-            f"{source}: {len(sink.faces)} frame(s), none left to time after {warmup} warm-up frame(s); "
-            "use a longer source or --warmup 0"
+            f"{describe(str(source))}: {len(sink.faces)} frame(s), none left to time after {warmup} "
+            "warm-up frame(s); use a longer source or --warmup 0"
         )
     stages = {s: np.asarray(times.samples[s][warmup:]) for s in STAGES}
     frame_ms = np.sum(list(stages.values()), axis=0)

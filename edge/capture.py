@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import stat
 import sys
@@ -56,7 +57,16 @@ def is_camera(source: str) -> bool:
 
 
 def describe(source: str) -> str:
-    return f"camera {source}" if is_camera(source) else source
+    return f"camera {source}" if is_camera(source) else redacted(source)
+
+
+def redacted(text: str) -> str:
+    """`text` with the password of any URL in it (rtsp://user:PASSWORD@camera/...) written as ***, so
+    that errors, logs and benchmark results never carry a camera's credentials."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^/@\s]*@")
 
 
 def is_live(source: str) -> bool:
@@ -87,7 +97,7 @@ def open_source(
     if path.is_dir():
         return ImageSource(list_images([path]))
     if not path.exists():
-        raise SourceError(f"{source}: no such file, folder or camera")
+        raise SourceError(f"{redacted(source)}: no such file, folder or camera")
     if path.is_char_device():  # /dev/video0: a camera
         return LiveSource(source, reconnect, backoff, open_timeout=open_timeout)
     if not path.is_file():  # a named pipe: opening it waits for a writer, which may never come
@@ -153,7 +163,7 @@ def open_stream(source: str, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S):
     opened: dict = {}
     thread = threading.Thread(
         target=lambda: opened.setdefault("capture", _open_capture(source, open_timeout)),
-        name=f"open {source}",
+        name=f"open {describe(source)}",
         daemon=True,
     )
     pipe = _is_pipe(source)  # no FFmpeg timeout applies to opening a pipe: no grace either

@@ -182,6 +182,9 @@ def test_a_folders_images_of_other_shapes_keep_their_proportions_in_the_saved_vi
         ("²", "²: no such file, folder or camera"),
         ("{tmp}/notavideo.mp4", "not a video"),
         ("{tmp}/nothing", "no such file"),
+        # A camera's password in its URL stays out of errors (and so out of logs).
+        ("rtsp://admin:s3cret@127.0.0.1:1/live", "rtsp://admin:***@127.0.0.1:1/live: cannot open"),
+        ("ftp://admin:s3cret@127.0.0.1/live", "ftp://admin:***@127.0.0.1/live: no such file"),
     ],
 )
 def test_bad_sources_are_one_error_line(env, models, tmp_path, source, message):
@@ -193,7 +196,7 @@ def test_bad_sources_are_one_error_line(env, models, tmp_path, source, message):
     )  # fmt: skip
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr and "s3cret" not in result.stderr
     assert not (tmp_path / "out").exists()  # the output paths were checked, and nothing left behind
 
 
