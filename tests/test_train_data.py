@@ -42,6 +42,17 @@ def test_folder_class_names_are_case_insensitive_and_images_are_converted(tmp_pa
     assert sorted(ds.labels.tolist()) == [CLASSES.index("happy"), CLASSES.index("sad")]
 
 
+def test_class_folders_named_as_other_fer2013_copies_name_them(tiny_folders, tiny_splits):
+    """Kaggle's "Emotion Detection" copy names folders disgusted, fearful, surprised; image dumps of
+    the CSV name them 0-6. Both were "unknown class folder"."""
+    train = tiny_folders / "train"
+    renamed = {"disgust": "disgusted", "fear": "fearful", "surprise": "surprised", "sad": "4"}
+    for name, alias in renamed.items():
+        (train / name).rename(train / alias)
+    ds = data.load(tiny_folders, "train", cache=False)
+    assert sorted(ds.labels.tolist()) == sorted(tiny_splits["train"][1].tolist())
+
+
 @pytest.mark.parametrize(
     "row, message",
     [

@@ -48,7 +48,21 @@ def canonical_split(name: str) -> str:
     return SPLIT_ALIASES[key]
 
 
+# Class folder names of other FER2013 copies: adjectives (Kaggle's "Emotion Detection" copy), nouns,
+# and the CSV's own integers.
+CLASS_ALIASES: dict[str, str] = {
+    "anger": "angry",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "happiness": "happy",
+    "sadness": "sad",
+    "surprised": "surprise",
+    **{str(i): name for i, name in enumerate(CLASSES)},
+}
+
+
 def class_index(name: str) -> int | None:
-    """Index of a class name, case-insensitively; None when it is not one of the seven."""
+    """Index of a class name (or an alias), case-insensitively; None when it is not one of the seven."""
     key = name.strip().lower()
+    key = CLASS_ALIASES.get(key, key)
     return CLASSES.index(key) if key in CLASSES else None
