@@ -232,9 +232,14 @@ class Outputs:
         return sys.stdout if self.options.json_stdout else None
 
     def _window_wanted(self) -> bool:
-        if self.options.show is None:
-            return _has_display()
-        return self.options.show
+        if self.options.show is not None:
+            return self.options.show
+        why = _no_window()
+        if why and not (self.server or self.options.save or self._json):
+            # `fer-edge run --source 0` over SSH, or with the edge extra's headless OpenCV: say where to look.
+            hint = "add --serve 127.0.0.1:8080 to watch in a browser, or --save FILE or --json"
+            print(f"note: no window: {why}; only the summary will show ({hint})", file=sys.stderr)
+        return why is None
 
     @property
     def draws(self) -> bool:

@@ -239,6 +239,21 @@ def test_show_where_no_window_can_open_is_refused_before_the_run(env, tmp_path, 
     assert last.startswith("error: --show: ") and "use --save, --serve or --json" in last, result.stderr
 
 
+def test_a_run_that_can_show_nothing_says_where_to_look(env, models, tmp_path, monkeypatch):
+    """`fer-edge run --source 0` over SSH, or with the edge extra's headless OpenCV, showed nothing but
+    the summary at the end, without a word why."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    cv2.imwrite(str(tmp_path / "a.png"), textured_canvas(seed=1))
+    base = ["run", "-s", tmp_path / "a.png", "-m", models["int8"], "-d", "blazeface"]
+    silent = invoke(*base)
+    assert silent.exit_code == 0, silent.stderr
+    notes = [line for line in silent.stderr.splitlines() if line.startswith("note: no window: ")]
+    assert len(notes) == 1 and "add --serve 127.0.0.1:8080" in notes[0], silent.stderr
+    for output in (["--json"], ["--headless"], ["--save", tmp_path / "o.avi"]):
+        assert "note: no window" not in invoke(*base, *output).stderr
+
+
 def test_headless_never_opens_a_window_even_where_a_display_is_set(env, models, tmp_path, monkeypatch):
     """--headless (--no-show's other name) runs where --show, with this headless OpenCV, is refused."""
     monkeypatch.setenv("DISPLAY", ":0")
