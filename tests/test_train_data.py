@@ -203,6 +203,17 @@ def test_a_wrong_cache_is_rebuilt_not_trained_on(tiny_folders, tmp_path, monkeyp
     np.testing.assert_array_equal(again.labels, first.labels)
 
 
+def test_a_cache_from_before_skipped_items_were_counted_still_loads(tiny_folders, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    first = data.load(tiny_folders, "train")
+    (cached,) = data.cache_dir().glob("fer-*.npz")
+    with open(cached, "wb") as f:  # the skipped items as a plain list, as the cache held them
+        np.savez(f, images=first.images, labels=first.labels, skipped='["x.png: unreadable image"]')
+    again = data.load(tiny_folders, "train")
+    assert len(again.skipped) == 1 and again.skipped[0] == "x.png: unreadable image"
+    np.testing.assert_array_equal(again.images, first.images)
+
+
 def test_a_cache_a_full_disk_refuses_is_skipped_and_leaves_nothing(tiny_folders, tmp_path):
     import os
     import subprocess

@@ -22,7 +22,7 @@ import numpy as np
 from fer_edge.images import UnreadableImage, env_max_pixels, is_hidden, is_image, read_image
 from fer_train.spec import CLASSES, IMAGE_SIZE, SPLIT_ALIASES, canonical_split, class_index
 
-CACHE_VERSION = 2  # 2: skipped items as a count and the first hundred
+CACHE_VERSION = 1
 
 
 class DataError(Exception):
@@ -344,7 +344,9 @@ def _cache_path(key: str) -> Path:
 
 def _read_cache(path: Path, usage: str, source: str) -> Dataset:
     with np.load(path, allow_pickle=False) as z:
-        skipped = Skipped(**json.loads(str(z["skipped"])))
+        described = json.loads(str(z["skipped"]))
+        # Caches written before skipped items were counted hold the list of them: still valid.
+        skipped = Skipped(described) if isinstance(described, list) else Skipped(**described)
         images, labels = z["images"], z["labels"].astype(np.int64)
     # A cache another version (or a hand) wrote is rebuilt, never trained on.
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dtype != np.uint8 or len(labels) != len(images):
