@@ -274,3 +274,22 @@ def test_a_broken_symlink_is_skipped_and_an_empty_class_folder_warned(tiny_folde
         face.unlink()
     data.load(tiny_folders, "train", skip_bad=True, cache=False)
     assert "disgust: no images in this class folder" in capsys.readouterr().err
+
+
+def test_a_damaged_training_jpeg_is_one_warning_naming_it(tiny_folders):
+    """The loader's threads decoded a damaged JPEG with libjpeg's own line on stderr, naming no file."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    ok, encoded = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (48, 48), np.uint8))
+    damaged = tiny_folders / "train" / "sad" / "damaged.jpg"
+    damaged.write_bytes(encoded.tobytes()[: len(encoded) // 2] + b"\xff\xd9")
+    code = "import sys; from fer_train import data; print(len(data.load(sys.argv[1], 'train', cache=False)))"
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_folders)], capture_output=True, text=True)
+    faces = len(data.load(tiny_folders, "train", cache=False))
+    assert proc.returncode == 0 and proc.stdout.strip() == str(faces), proc.stderr
+    assert "Corrupt JPEG data" not in proc.stderr, proc.stderr
+    why = "damaged JPEG data (premature end of data segment); decoded as far as it goes"
+    assert proc.stderr.splitlines() == [f"warning: {damaged}: {why}"], proc.stderr

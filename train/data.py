@@ -7,6 +7,7 @@ names, sizes and modification times: touching the data invalidates the cache.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.images import UnreadableImage, env_max_pixels, is_hidden, is_image, read_image
+from fer_edge.images import LIBJPEG_DAMAGE, UnreadableImage, env_max_pixels, is_hidden, is_image, read_image
+from fer_edge.quiet import native_captured
 from fer_train.spec import CLASSES, IMAGE_SIZE, SPLIT_ALIASES, canonical_split, class_index
 
 CACHE_VERSION = 1
@@ -284,19 +286,41 @@ def _read_folder(files: list[tuple[Path, int]], skip_bad: bool) -> tuple[np.ndar
         env_max_pixels()  # not a number: said, not passed over for the default
     except ValueError as err:
         raise DataError(str(err)) from None
-    images, labels, skipped = [], [], Skipped()
-    # OpenCV releases the GIL while decoding, so threads overlap file reads and JPEG decoding.
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        for (path, label), face in zip(files, pool.map(_read_face, (p for p, _ in files))):
-            if isinstance(face, str):
-                why = f"{path}: unreadable image: {face}"
-                if not skip_bad:
-                    raise BadItem(why, "leave such files out")
-                skipped.append(why)
-                continue
-            images.append(face)
-            labels.append(label)
+    images, labels, decoded, skipped = [], [], [], Skipped()
+    # OpenCV releases the GIL while decoding, so threads overlap file reads and JPEG decoding. libjpeg's
+    # line for a damaged file names no file: held back here, and worded below with the file's name.
+    with (
+        native_captured() as noise,
+        ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool,
+    ):
+        faces = list(pool.map(_read_face, (p for p, _ in files)))
+    for (path, label), face in zip(files, faces):
+        if isinstance(face, str):
+            why = f"{path}: unreadable image: {face}"
+            if not skip_bad:
+                raise BadItem(why, "leave such files out")
+            skipped.append(why)
+            continue
+        images.append(face)
+        labels.append(label)
+        decoded.append(path)
+    _name_damaged_jpegs(b"".join(noise), decoded)
     return _stack(images, labels, skipped)
+
+
+def _name_damaged_jpegs(noise: bytes, paths: list[Path]) -> None:
+    """Name the files behind libjpeg's lines by decoding the JPEGs again one at a time (only when it
+    spoke: a damaged file is rare). Anything else native code wrote passes on as it was."""
+    lines = noise.splitlines(keepends=True)
+    if other := b"".join(line for line in lines if not line.startswith(LIBJPEG_DAMAGE)):
+        os.write(2, other)
+    if len(lines) == len(other.splitlines()):
+        return
+    for path in paths:
+        # A file changed since the first read is trained on as it was read then.
+        with contextlib.suppress(OSError, UnreadableImage), open(path, "rb") as file:
+            if file.read(2) == b"\xff\xd8":
+                read_image(path, gray=True, warn=lambda why: print(f"warning: {why}", file=sys.stderr))
 
 
 def _read_face(path: Path) -> np.ndarray | str:
