@@ -141,8 +141,14 @@ def test_empty_split_missing_split_and_not_a_csv(tmp_path):
     (tmp_path / "fer" / "train" / "happy").mkdir(parents=True)
     with pytest.raises(data.DataError, match="holds no usable faces"):
         data.load(tmp_path / "fer", "train")
-    with pytest.raises(data.DataError, match="no folder for split 'private'"):
+    with pytest.raises(data.DataError, match=r"no folder for split 'private' \(found train\)$"):
         data.load(tmp_path / "fer", "private")
+    # A folder that is not FER2013 (a home folder): a few of its folders named, not every one.
+    for name in [".cache", *(f"dir{i:02}" for i in range(40))]:
+        (tmp_path / "home" / name).mkdir(parents=True)
+    found = r"\(found dir00, dir01, dir02, dir03, dir04, dir05, dir06, dir07 and 32 more\)$"
+    with pytest.raises(data.DataError, match=f"no folder for split 'test' {found}"):
+        data.load(tmp_path / "home", "test")
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(data.DataError, match="not a FER2013 CSV"):
         data.load(tmp_path / "x.csv", "train")

@@ -255,8 +255,9 @@ def _find_split_dir(root: Path, split: str) -> Path:
         name = child.name.lower()
         if name == split.lower() or SPLIT_ALIASES.get(name) == wanted:
             return child
-    found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "no folders"
-    raise MissingSplit(f"{root}: no folder for split {split!r} (found {found})", split)
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p))
+    named = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    raise MissingSplit(f"{root}: no folder for split {split!r} (found {named or 'no folders'})", split)
 
 
 def _has_class_folders(folder: Path) -> bool:
