@@ -218,7 +218,8 @@ class Outputs:
             from fer_edge.serve import PreviewServer
 
             self.server = PreviewServer(options.serve)
-            print(f"preview: {self.server.url}", file=sys.stderr)
+            who = " (on every network interface, no password: anyone who can reach this machine can watch)"
+            print(f"preview: {self.server.url}{who if self.server.everywhere else ''}", file=sys.stderr)
         # Opened last: nothing after it can fail and leave its temporary file behind.
         self._json_tmp: Path | None = None
         self._json = self._open_json()

@@ -9,6 +9,7 @@ connection that sends no request, or stops reading the stream, is closed after I
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +47,13 @@ def check_address(text: str) -> None:
             probe.bind((host, port))
     except OSError as err:
         raise EdgeError(f"--serve {text}: cannot listen there ({err.strerror or err})") from err
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name (localhost)
+        return False
 
 
 class FrameHub:
@@ -164,7 +172,10 @@ class PreviewServer:
             self._server = _BoundedServer((host, port), _handler(self.hub))
         except OSError as err:
             raise EdgeError(f"--serve {address}: cannot listen there ({err.strerror or err})") from err
-        shown = f"[{host}]" if ":" in host else host
+        # 0.0.0.0 or [::]: every interface, so the address to give is this machine's name (a browser
+        # elsewhere cannot open http://0.0.0.0/), and the user hears that the network can watch.
+        self.everywhere = _unspecified(host)
+        shown = socket.gethostname() if self.everywhere else f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self._server.server_address[1]}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fer-serve", daemon=True)
         self._thread.start()

@@ -430,6 +430,27 @@ def test_preview_server_listens_on_ipv6_in_brackets():
         server.close()
 
 
+def test_a_preview_on_every_interface_shows_a_reachable_address_and_says_who_can_watch(env, models, tmp_path):
+    """--serve 0.0.0.0:8080 printed 'preview: http://0.0.0.0:8080/', no address a browser elsewhere
+    can open, and nothing said that the whole network may now watch the camera."""
+    server = PreviewServer("0.0.0.0:0")
+    try:
+        assert server.everywhere and server.url.startswith(f"http://{socket.gethostname()}:")
+        server.publish(np.zeros((48, 64, 3), np.uint8))
+        port = server.url.rsplit(":", 1)[1].strip("/")
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/frame.jpg", timeout=5).status == 200
+    finally:
+        server.close()
+    assert not PreviewServer("127.0.0.1:0").everywhere
+    video = moving_faces_video(env, tmp_path / "in.mp4", frames=2)
+    result = invoke("run", "-s", video, "--serve", "0.0.0.0:0", "-m", models["int8"], "-d", "blazeface")
+    preview = [line for line in result.stderr.splitlines() if line.startswith("preview: ")]
+    assert result.exit_code == 0 and len(preview) == 1, result.stderr
+    assert preview[0].endswith(
+        "/ (on every network interface, no password: anyone who can reach this machine can watch)"
+    )
+
+
 def test_preview_server_caps_connections_and_closes_idle_ones(monkeypatch):
     from fer_edge import serve
 
