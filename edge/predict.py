@@ -108,7 +108,7 @@ class Saves:
             if target.resolve() in inputs:
                 raise SourceError(f"--save {out_dir}: {target} is an input; save the copies elsewhere")
             refuse_overwrite(target, force, kind="annotated")
-            targets[path] = by_target[target] = target
+            targets[path], by_target[target] = target, path
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             tempfile.TemporaryFile(dir=out_dir).close()

@@ -161,7 +161,10 @@ def test_save_writes_each_image_with_its_faces_drawn_and_never_over_the_users_fi
     # Two inputs that would share a name, a copy over its own input, and crops are refused up front.
     cv2.imwrite(str(photos / "empty.png"), textured_canvas(seed=6))
     clash = invoke("predict", photos, "-m", models["fp32"], "--save", tmp_path / "other")
-    assert clash.exit_code == 2 and "would both be" in clash.stderr and not (tmp_path / "other").exists()
+    both = (
+        f"{photos / 'empty.bmp'} and {photos / 'empty.png'} would both be {tmp_path / 'other' / 'empty.png'}"
+    )
+    assert clash.exit_code == 2 and both in clash.stderr and not (tmp_path / "other").exists()
     onto = invoke("predict", photos / "empty.png", "-m", models["fp32"], "--save", photos, "--force")
     assert onto.exit_code == 2 and "is an input" in onto.stderr
     crops = invoke("predict", photos, "--crops", "-m", models["fp32"], "--save", tmp_path / "c")
