@@ -315,7 +315,7 @@ def _name_damaged_jpegs(noise: bytes, paths: list[Path]) -> None:
     lines = noise.splitlines(keepends=True)
     if other := b"".join(line for line in lines if not line.startswith(LIBJPEG_DAMAGE)):
         os.write(2, other)
-    if len(lines) == len(other.splitlines()):
+    if not any(line.startswith(LIBJPEG_DAMAGE) for line in lines):
         return
     for path in paths:
         # A file changed since the first read is trained on as it was read then.
