@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench.errors import BenchError
+from fer_edge.capture import frames_in_file
 
 WIDTH, HEIGHT = 640, 480
 # (x, y, size) of each face in the first frame; the first two drift across the frame.
@@ -41,10 +42,7 @@ def make_clip(data: str | Path, out: Path, frames: int = 300, fps: float = 15.0,
             writer.write(frame)
     finally:
         writer.release()
-    # OpenCV's writer reports no write errors: count what reached the file (a full disk cuts it short).
-    video = cv2.VideoCapture(str(out))
-    written = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) if video.isOpened() else 0
-    video.release()
+    written = frames_in_file(out)
     if written < frames:
         raise OSError(errno.EIO, f"only {written} of {frames} frames reached the file")
     return out

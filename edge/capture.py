@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-import fer_edge.quiet  # noqa: F401  (sets OpenCV's and FFmpeg's log levels before a source opens)
 from fer_edge import images
 from fer_edge.errors import SourceError, printable, warn
 from fer_edge.images import UnreadableImage, is_image, list_images, read_image
+from fer_edge.quiet import native_quiet  # importing it sets OpenCV's and FFmpeg's log levels
 
 PICAMERA_NAMES = ("picamera", "picamera2")
 # How long the loop waits for a frame at a time. A Ctrl-C the kernel hands to another thread is only
@@ -227,12 +227,31 @@ def _frame_count(capture) -> int:
     return int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
 
+def _open_file(path: Path | str):
+    """Open a local video file, or None. OpenCV's own AVI reader writes what it finds wrong in a damaged
+    file straight to fd 2, past every log level ("Unexpected element. Expected: LIST. Got: <binary>"):
+    the user gets our one line instead. A local file opens at once, so fd 2 is muted only briefly."""
+    with native_quiet():
+        return _open_capture(str(path))
+
+
+def frames_in_file(path: Path | str) -> int:
+    """The frames a video file's container says it holds, 0 when it cannot be opened: how a written video
+    is checked, since OpenCV's writer reports no write errors (a full disk cuts the file short)."""
+    capture = _open_file(path)
+    if capture is None:
+        return 0
+    count = _frame_count(capture)
+    capture.release()
+    return count
+
+
 class VideoSource(FrameSource):
     """A video read frame by frame to its end: a file, or a file served over the network."""
 
     def __init__(self, path: Path | str, capture=None, realtime: bool = False):
         self.path, self.realtime = path, realtime
-        self._capture = capture if capture is not None else _open_capture(str(path))
+        self._capture = capture if capture is not None else _open_file(path)
         if self._capture is not None:
             _check_frame_size(self._capture, path)
         first = self._capture.read() if self._capture is not None else (False, None)

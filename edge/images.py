@@ -126,8 +126,8 @@ def _stdin_image(found: list[tuple[Path, Path]]) -> tuple[Path, Path]:
 
 def read_image(path: Path, gray: bool = False, warn: Callable[[str], None] | None = None) -> np.ndarray:
     """The image as BGR (or gray) uint8; UnreadableImage when it cannot be decoded or is too large.
-    `warn` (single-threaded callers) hears of a JPEG that decodes with damage, in place of libjpeg's
-    own line on stderr."""
+    With `warn` (single-threaded callers), libjpeg's and libpng's own lines on stderr give way to ours:
+    `warn` hears of a JPEG that decodes with damage, and a damaged PNG's error says what libpng found."""
     import cv2
 
     try:
@@ -142,8 +142,8 @@ def read_image(path: Path, gray: bool = False, warn: Callable[[str], None] | Non
         raise UnreadableImage(f"{path}: {what}")
     try:
         flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-        if warn is not None and data[:2] == b"\xff\xd8":
-            image = _decode_jpeg_reporting_damage(path, data, flags, warn)
+        if warn is not None:
+            image = _decode_reporting_damage(path, data, flags, warn)
         else:
             image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as err:  # OpenCV 4.14 raises where earlier versions returned nothing
@@ -161,9 +161,10 @@ def read_image(path: Path, gray: bool = False, warn: Callable[[str], None] | Non
     return image
 
 
-def _decode_jpeg_reporting_damage(path: Path, data: bytearray, flags: int, warn: Callable[[str], None]):
-    """Decode a JPEG; libjpeg's "Corrupt JPEG data: ..." (a damaged but decodable file, gray where
-    the damage is) becomes one warning naming the file. Anything else written meanwhile passes on."""
+def _decode_reporting_damage(path: Path, data: bytearray, flags: int, warn: Callable[[str], None]):
+    """Decode an image; the decoders' own lines on fd 2, which name no file, are worded with its name:
+    libjpeg's "Corrupt JPEG data: ..." (damaged but decodable, gray where the damage is) becomes a
+    warning, libpng's error the reason a PNG is unreadable. Anything else written meanwhile passes on."""
     import cv2
 
     from fer_edge.quiet import native_captured
@@ -171,16 +172,31 @@ def _decode_jpeg_reporting_damage(path: Path, data: bytearray, flags: int, warn:
     with native_captured() as captured:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     lines = b"".join(captured).splitlines(keepends=True)
-    damage = [line for line in lines if line.startswith(LIBJPEG_DAMAGE)]
-    if damage and image is not None:
-        why = damage[0].removeprefix(LIBJPEG_DAMAGE).decode(errors="replace").strip()
+    pass_on(lines)
+    if image is not None and (why := _said(lines, LIBJPEG_DAMAGE)):
         warn(f"{path}: damaged JPEG data ({why}); decoded as far as it goes")
-    if other := b"".join(line for line in lines if not line.startswith(LIBJPEG_DAMAGE)):
-        os.write(2, other)  # another thread's output (a progress bar's), as it was written
+    if image is None and (why := _said(lines, LIBPNG_ERROR)):
+        raise UnreadableImage(f"{path}: damaged PNG data ({why})")
     return image
 
 
+def _said(lines: list[bytes], prefix: bytes) -> str:
+    first = next((line for line in lines if line.startswith(prefix)), b"")
+    return first.removeprefix(prefix).decode(errors="replace").strip()
+
+
+def pass_on(lines: list[bytes]) -> None:
+    """Write on to fd 2 what native code wrote there while it was captured, less the image decoders'
+    lines, which the caller words itself (another thread's output, a progress bar's, stays as it was)."""
+    if other := b"".join(line for line in lines if not line.startswith(DECODER_LINES)):
+        os.write(2, other)
+
+
+# What decoders inside OpenCV print themselves: libjpeg for a JPEG it decodes in spite of damage,
+# libpng for a PNG it cannot decode, or a harmless quirk ("iCCP: known incorrect sRGB profile").
 LIBJPEG_DAMAGE = b"Corrupt JPEG data: "
+LIBPNG_ERROR = b"libpng error: "
+DECODER_LINES = (LIBJPEG_DAMAGE, LIBPNG_ERROR, b"libpng warning: ")
 HEADER_BYTES = 65536  # where a PNG, JPEG, BMP or GIF says its size
 
 

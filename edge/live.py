@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.capture import Frame, ImageSource, open_source, playback_fps
+from fer_edge.capture import Frame, ImageSource, frames_in_file, open_source, playback_fps
 from fer_edge.errors import EdgeError
 from fer_edge.overlay import draw
 from fer_edge.recognizer import EmotionRecognizer, Face
@@ -304,13 +304,9 @@ class Outputs:
     def _finish_video(self) -> None:
         """OpenCV's writer reports no write errors: the finished file is opened and its frames counted,
         so a video cut short by a full disk is reported and not moved into place."""
-        import cv2
-
         self._writer.release()
         self._writer = None
-        video = cv2.VideoCapture(str(self._video_tmp))
-        counted = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) if video.isOpened() else 0
-        video.release()
+        counted = frames_in_file(self._video_tmp)
         if counted < self._saved - self._saved // 1000:  # a long MKV may estimate its count by duration
             self._video_tmp.unlink(missing_ok=True)
             raise EdgeError(

@@ -200,6 +200,25 @@ def test_bad_sources_are_one_error_line(env, models, tmp_path, source, message):
     assert not (tmp_path / "out").exists()  # the output paths were checked, and nothing left behind
 
 
+def test_a_damaged_video_file_is_one_line_with_no_native_chatter(env, models, tmp_path):
+    """OpenCV's own AVI reader wrote 'Unexpected element. Expected: LIST. Got: <binary>' to fd 2, below
+    Python, before our error line: only a subprocess sees it."""
+    writer = cv2.VideoWriter(str(tmp_path / "whole.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 15, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    damaged = tmp_path / "cut.avi"
+    damaged.write_bytes((tmp_path / "whole.avi").read_bytes()[:2000])  # the header, cut short
+    command = [sys.executable, "-m", "fer_edge", "run", "-s", str(damaged), "-m", str(models["int8"])]
+    options = ["-d", "blazeface", "--no-show"]
+    proc = subprocess.run(command + options, capture_output=True, text=True, errors="replace", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "detector: blazeface (asked for)",
+        f"error: {damaged}: not a video or image OpenCV can read",
+    ]
+
+
 def test_bad_output_options_are_refused(env, models, tmp_path):
     video = moving_faces_video(env, tmp_path / "in.mp4", frames=3)
     base = ["run", "-s", video, "-m", models["int8"], "-d", "blazeface"]

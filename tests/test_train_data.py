@@ -299,3 +299,20 @@ def test_a_damaged_training_jpeg_is_one_warning_naming_it(tiny_folders):
     assert "Corrupt JPEG data" not in proc.stderr, proc.stderr
     why = "damaged JPEG data (premature end of data segment); decoded as far as it goes"
     assert proc.stderr.splitlines() == [f"warning: {damaged}: {why}"], proc.stderr
+
+
+def test_a_damaged_training_png_is_skipped_with_no_libpng_line(tiny_folders):
+    """With --skip-bad, libpng's own line for the file ("libpng error: ...", naming none) reached stderr."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (96, 96, 3), np.uint8))
+    damaged = tiny_folders / "train" / "sad" / "damaged.png"
+    damaged.write_bytes(encoded.tobytes()[: len(encoded) // 2])
+    code = "import sys; from fer_train import data\n"
+    code += "print(list(data.load(sys.argv[1], 'train', cache=False, skip_bad=True).skipped))"
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_folders)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "libpng" not in proc.stderr, proc.stderr
+    assert f"{damaged}: unreadable image: not an image OpenCV can read" in proc.stdout

@@ -315,6 +315,23 @@ def test_a_damaged_jpeg_that_decodes_is_one_warning_naming_it(tmp_path):
         assert f"warning: {damaged}: {why}" in proc.stderr.splitlines(), proc.stderr
 
 
+def test_a_damaged_png_is_one_line_saying_what_libpng_found(tmp_path):
+    """libpng's own "libpng error: PNG input buffer is incomplete" reached stderr, naming no file, above
+    our warning that the file could not be read."""
+    import cv2
+
+    models = tiny_models()
+    ok, encoded = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (96, 96, 3), np.uint8))
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(encoded.tobytes()[: len(encoded) // 2])
+    model = ["-m", str(models["int8"])]
+    for args in (["predict", str(damaged), "--crops"], ["run", "-s", str(damaged), "--headless"]):
+        command = [sys.executable, "-m", "fer_edge", *args, *model, "-d", "blazeface"]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "libpng" not in proc.stderr, proc.stderr
+        assert f"{damaged}: damaged PNG data (PNG input buffer is incomplete)" in proc.stderr, proc.stderr
+
+
 def _sparse(path: Path, size: int) -> Path:
     """A file of `size` zero bytes that takes no disk space: what a corrupt or hostile file can look like."""
     with open(path, "wb") as file:

@@ -20,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.images import LIBJPEG_DAMAGE, UnreadableImage, env_max_pixels, is_hidden, is_image, read_image
+from fer_edge.images import (
+    LIBJPEG_DAMAGE,
+    UnreadableImage,
+    env_max_pixels,
+    is_hidden,
+    is_image,
+    pass_on,
+    read_image,
+)
 from fer_edge.quiet import native_captured
 from fer_train.spec import CLASSES, IMAGE_SIZE, SPLIT_ALIASES, canonical_split, class_index
 
@@ -313,8 +321,7 @@ def _name_damaged_jpegs(noise: bytes, paths: list[Path]) -> None:
     """Name the files behind libjpeg's lines by decoding the JPEGs again one at a time (only when it
     spoke: a damaged file is rare). Anything else native code wrote passes on as it was."""
     lines = noise.splitlines(keepends=True)
-    if other := b"".join(line for line in lines if not line.startswith(LIBJPEG_DAMAGE)):
-        os.write(2, other)
+    pass_on(lines)  # libpng's line for a PNG that failed is said as that file's own error
     if not any(line.startswith(LIBJPEG_DAMAGE) for line in lines):
         return
     for path in paths:
