@@ -570,6 +570,36 @@ def test_distillation_trains_on_the_teachers_probabilities(tiny_folders, tmp_pat
     assert config["teacher"] == str(teacher_path) and config["distill"] == 1.0
 
 
+def test_several_teachers_are_one_teacher_that_averages_their_answers(tiny_folders, tmp_path):
+    from fer_train import data as fer_data
+    from fer_train.evaluate import predict_probs
+    from fer_train.fit import _load_teacher, _targets
+    from fer_train.models import load_model
+
+    paths = []
+    for seed in (1, 2):
+        fit(
+            tiny_cfg(tiny_folders, epochs=1, augment=False, seed=seed),
+            tmp_path / f"t{seed}",
+            log=lambda m: None,
+        )
+        paths.append(tmp_path / f"t{seed}" / "model.keras")
+    train = fer_data.load(tiny_folders, "train")
+    each = [predict_probs(load_model(p, compile=False), train.images, flip=True) for p in paths]
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # two different teachers
+    cfg = tiny_cfg(tiny_folders, teacher=f"{paths[0]}, {paths[1]}", distill=1.0)
+    targets = _targets(cfg, train, _load_teacher(cfg), lambda m: None)
+    assert np.allclose(targets, (each[0] + each[1]) / 2, atol=1e-5)
+    # One missing or empty name in the list is refused before the run folder is made.
+    for teacher, message in (
+        (f"{paths[0]},{tmp_path}/none.keras", "none.keras: no such file"),
+        (f"{paths[0]},", "none of them empty"),
+    ):
+        with pytest.raises(TrainError, match=message):
+            fit(tiny_cfg(tiny_folders, teacher=teacher, distill=0.5), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "setting, message",
     [

@@ -99,8 +99,11 @@ def fit(
     label_smoothing: float = typer.Option(
         None, min=0.0, max=0.5, help="Share of each target spread evenly over the seven classes."
     ),
-    teacher: Path = typer.Option(
-        None, help="Distil from this trained .keras model (e.g. models/runs/fer_res_l/model.keras)."
+    teacher: str = typer.Option(
+        None,
+        metavar="<path>",
+        help="Distil from this trained .keras model (e.g. models/runs/fer_res_l/model.keras), or from "
+        "several separated by commas, their answers averaged.",
     ),
     distill: float = typer.Option(
         None, min=0.0, max=1.0, help="The teacher's share of each training target (the rest: the label)."

@@ -90,7 +90,8 @@ class FitConfig:
     class_weight: bool = False
     label_smoothing: float = 0.0
     # Distillation: the training target is (1 - distill) x the one-hot label + distill x the teacher's
-    # probabilities for the face (a trained .keras model, run once on the unaugmented faces and mirrors).
+    # probabilities for the face (a trained .keras model, run once on the unaugmented faces and mirrors;
+    # several, separated by commas, are one teacher that averages their answers).
     teacher: str | None = None
     distill: float = 0.0
     augment: bool = True
@@ -119,7 +120,7 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     _check_settings(cfg)
     resuming = _check_run_dir(cfg, out, force)
     train, val = _load_splits(cfg, log)  # inputs checked before anything in `out` is touched
-    teacher = _load_teacher(cfg)
+    teachers = _load_teacher(cfg)
     if cfg.model_options.get("weights") and not resuming:
         # A wrong weights file fails here, before the run folder is made. The model is built again
         # after seeding below, so its initial weights are the seed's, as in any other run.
@@ -130,7 +131,7 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
         model, state = _model_and_state(cfg, out, steps_per_epoch=-(-len(train) // cfg.batch_size))
         if _room_left(cfg, state):
             state.pop("stopped", None)  # a larger budget: the run goes on
-            _train(cfg, out, model, state, train, val, teacher, log)
+            _train(cfg, out, model, state, train, val, teachers, log)
         return _finish(cfg, out, train, val, log)
 
 
@@ -156,8 +157,18 @@ def _check_settings(cfg: FitConfig) -> None:
         raise TrainError(f"--mixup {cfg.mixup}: MixUp's alpha is positive (0.2 is usual), or 0 for none")
     _check_numbers(cfg)
     missing = "no such file for --teacher; train it first (its run's model.keras)"
-    if cfg.distill > 0 and (why := not_a_model_file(Path(cfg.teacher), "teacher .keras file", missing)):
-        raise TrainError(why)
+    for path in _teacher_paths(cfg):
+        if why := not_a_model_file(path, "teacher .keras file", missing):
+            raise TrainError(why)
+
+
+def _teacher_paths(cfg: FitConfig) -> list[Path]:
+    if cfg.distill <= 0:
+        return []
+    names = [name.strip() for name in cfg.teacher.split(",")]
+    if not all(names):
+        raise TrainError(f"--teacher {cfg.teacher!r}: .keras files separated by commas, none of them empty")
+    return [Path(name) for name in names]
 
 
 def _check_numbers(cfg: FitConfig) -> None:
@@ -361,16 +372,17 @@ def _build(cfg: FitConfig):
         raise TrainError(str(e)) from None
 
 
-def _load_teacher(cfg: FitConfig):
-    """The teacher, loaded and checked before the run folder is touched; None without distillation."""
-    if cfg.distill <= 0:
-        return None
-    teacher = load_model(cfg.teacher, compile=False)
-    check_face_model(teacher, f"teacher {cfg.teacher}")
-    return teacher
+def _load_teacher(cfg: FitConfig) -> list:
+    """The teacher's models, loaded and checked before the run folder is touched; none without
+    distillation."""
+    teachers = []
+    for path in _teacher_paths(cfg):
+        teachers.append(load_model(path, compile=False))
+        check_face_model(teachers[-1], f"teacher {path}")
+    return teachers
 
 
-def _targets(cfg: FitConfig, train: fer_data.Dataset, teacher, log) -> np.ndarray:
+def _targets(cfg: FitConfig, train: fer_data.Dataset, teachers: list, log) -> np.ndarray:
     """Each training face's target: its one-hot label, mixed with the teacher's probabilities when
     distilling. The teacher sees the unaugmented face and its mirror image once (training flips faces,
     so the target should not depend on which way a face looks); its answer is deterministic, so a
@@ -380,7 +392,7 @@ def _targets(cfg: FitConfig, train: fer_data.Dataset, teacher, log) -> np.ndarra
         return onehot
     from fer_train.evaluate import predict_probs
 
-    probs = predict_probs(teacher, train.images, flip=True).astype(np.float32)
+    probs = np.mean([predict_probs(t, train.images, flip=True) for t in teachers], axis=0).astype(np.float32)
     agree = float((probs.argmax(1) == train.labels).mean())
     log(f"teacher {cfg.teacher}: agrees with {agree:.1%} of the training labels; distill {cfg.distill:g}")
     return (1.0 - cfg.distill) * onehot + cfg.distill * probs
@@ -505,7 +517,7 @@ def _optimizer(cfg: FitConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(rate, weight_decay=decay)
 
 
-def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, teacher, log) -> None:
+def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, teachers: list, log) -> None:
     from fer_train.progress import RichProgress
 
     callbacks = []
@@ -519,7 +531,7 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, teacher, l
     resume = ResumeCheckpoint(
         out, state, *callbacks, patience=cfg.patience, budget_minutes=cfg.budget_minutes
     )
-    data = TrainingData(train.images, _targets(cfg, train, teacher, log), cfg)
+    data = TrainingData(train.images, _targets(cfg, train, teachers, log), cfg)
     weights = class_weights(train.labels) if cfg.class_weight else None
     if weights:
         log("class weights: " + ", ".join(f"{CLASSES[c]} {w:.2f}" for c, w in weights.items()))
