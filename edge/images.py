@@ -142,7 +142,7 @@ def read_image(path: Path, gray: bool = False, warn: Callable[[str], None] | Non
         raise UnreadableImage(f"{path}: {what}")
     try:
         flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-        if warn is not None:
+        if warn is not None and data.startswith(TALKATIVE_FORMATS):  # capture only where a decoder talks
             image = _decode_reporting_damage(path, data, flags, warn)
         else:
             image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -197,6 +197,7 @@ def pass_on(lines: list[bytes]) -> None:
 LIBJPEG_DAMAGE = b"Corrupt JPEG data: "
 LIBPNG_ERROR = b"libpng error: "
 DECODER_LINES = (LIBJPEG_DAMAGE, LIBPNG_ERROR, b"libpng warning: ")
+TALKATIVE_FORMATS = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG
 HEADER_BYTES = 65536  # where a PNG, JPEG, BMP or GIF says its size
 
 
