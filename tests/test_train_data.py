@@ -62,6 +62,10 @@ def test_class_folders_named_as_other_fer2013_copies_name_them(tiny_folders, tin
         ("3," + " ".join(["a"] * 2304) + ",Training", "not an integer"),
         ("3," + " ".join(["300"] * 2304) + ",Training", "0-255"),
         ("3," + "1 " * 100_000 + ",Training", r"malformed CSV row \(field larger than field limit"),
+        # A row without its Usage went into every split at once (a test face trained on), an empty one
+        # into none, silently.
+        ("3," + " ".join(["0"] * 2304), "no Usage value, so its split is unknown"),
+        ("3," + " ".join(["0"] * 2304) + ", ", "no Usage value, so its split is unknown"),
     ],
 )
 def test_malformed_csv_rows_fail_with_file_and_row_or_are_skipped(tmp_path, tiny_splits, row, message):
@@ -240,6 +244,13 @@ def test_a_csv_with_a_byte_order_mark_loads(tmp_path, tiny_splits):
     path = write_csv(tmp_path / "excel.csv", {"Training": tiny_splits["train"]})
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     assert len(data.load(path, "train")) == len(tiny_splits["train"][1])
+
+
+def test_blank_lines_in_a_csv_are_not_faces(tmp_path, tiny_splits):
+    path = write_csv(tmp_path / "edited.csv", {"Training": tiny_splits["train"]})
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\n\n", 2) + b"\n\n")
+    ds = data.load(path, "train", cache=False)
+    assert sorted(ds.labels.tolist()) == sorted(tiny_splits["train"][1].tolist()) and not ds.skipped
 
 
 @pytest.mark.parametrize(

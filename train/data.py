@@ -195,11 +195,16 @@ def _read_rows(rows, path: Path, usage: str, skip_bad: bool, images: list, label
     for line_no, row in enumerate(_rows_or_faults(rows, path, skip_bad, skipped), start=2):
         if any("\n" in field for field in row):  # the rest of the file went into one quoted field
             raise DataError(f"{path}:{line_no}: a quote opened on this row is never closed")
-        if col_u is not None and len(row) > col_u and row[col_u].strip().lower() != usage.lower():
+        if not row:  # a blank line, as editors and spreadsheets leave at the end: not a face
+            continue
+        row_usage = usage if col_u is None else row[col_u].strip() if len(row) > col_u else ""
+        if row_usage and row_usage.lower() != usage.lower():
             if len(others) < 10:
-                others.add(row[col_u].strip())
+                others.add(row_usage)
             continue
         try:
+            if not row_usage:  # it would otherwise be in every split, a test face trained on
+                raise ValueError("no Usage value, so its split is unknown")
             face, label = _parse_row(row, col_e, col_p)
         except ValueError as e:
             where = f"{path}:{line_no}"
