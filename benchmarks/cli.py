@@ -89,6 +89,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _results(kind: str, machine, **fields) -> dict:
+    """A results file's document: what it holds, when, by which command, on which machine, then the
+    command's own fields."""
+    when = _now()
+    return {"kind": f"fer-bench/{kind}", "created": when, "command": _command(), "machine": machine, **fields}
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -216,17 +223,15 @@ def _latency(models, settings: lat.Settings, peer, data, isolate, out_dir, force
             progress.update(task, advance=1, description=f"latency {entry.key} ({n} threads)")
 
         results = lat.run(entries, counts, faces, settings, isolate=isolate, progress=advance)
-    doc = {
-        "kind": "fer-bench/latency",
-        "created": _now(),
-        "command": _command(),
-        "machine": describe(pin_core),
-        "settings": {**settings.__dict__, "threads": counts, "isolated": isolate, "faces": faces_text},
-        "memory_method": results[0]["memory_method"] if results else "",
-        "models": [e.to_dict() for e in entries],
-        "results": results,
-        "notes": notes,
-    }
+    doc = _results(
+        "latency",
+        describe(pin_core),
+        settings={**settings.__dict__, "threads": counts, "isolated": isolate, "faces": faces_text},
+        memory_method=results[0]["memory_method"] if results else "",
+        models=[e.to_dict() for e in entries],
+        results=results,
+        notes=notes,
+    )
     _print_latency(doc)
     _write(out_dir, "latency", doc)
     return doc
@@ -315,17 +320,15 @@ def _accuracy(models, data, split, reference, limit, peer, threads, out_dir, for
             progress=lambda key, n: progress.update(tasks[key], completed=n),
         )
     counts = {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
-    doc = {
-        "kind": "fer-bench/accuracy",
-        "created": _now(),
-        "command": _command(),
-        "machine": describe(),
-        "data": {**source, "class_counts": counts},
-        "reference": ref,
-        "models": [e.to_dict() for e in entries],
-        "results": results,
-        "notes": notes,
-    }
+    doc = _results(
+        "accuracy",
+        describe(),
+        data={**source, "class_counts": counts},
+        reference=ref,
+        models=[e.to_dict() for e in entries],
+        results=results,
+        notes=notes,
+    )
     _print_accuracy(doc)
     _write(out_dir, "accuracy", doc)
     return doc
@@ -461,23 +464,21 @@ def _pipeline(source, models, peer, settings: pipe.Settings, out_dir, force) -> 
     first = results[0]
     if first["frames_with_faces"] == 0:
         notes.append("no faces were found in any frame: the detect stage ran, but classify had nothing to do")
-    doc = {
-        "kind": "fer-bench/pipeline",
-        "created": _now(),
-        "command": _command(),
-        "machine": describe(),
-        "source": redacted(str(source)),
-        "settings": {
-            **settings.__dict__,
-            "description": f"{settings.detector} detector ({first['detector']}: {first['detector_reason']}), "
-            f"every {settings.detect_every} frame(s), {settings.threads} thread(s), "
-            f"first {settings.warmup} frame(s) not timed.",
-        },
-        "stages": list(pipe.STAGES),
-        "models": [e.to_dict() for e in entries],
-        "results": results,
-        "notes": notes,
-    }
+    description = (
+        f"{settings.detector} detector ({first['detector']}: {first['detector_reason']}), "
+        f"every {settings.detect_every} frame(s), {settings.threads} thread(s), "
+        f"first {settings.warmup} frame(s) not timed."
+    )
+    doc = _results(
+        "pipeline",
+        describe(),
+        source=redacted(str(source)),
+        settings={**settings.__dict__, "description": description},
+        stages=list(pipe.STAGES),
+        models=[e.to_dict() for e in entries],
+        results=results,
+        notes=notes,
+    )
     _print_pipeline(doc)
     _write(out_dir, "pipeline", doc)
     return doc
@@ -528,14 +529,8 @@ def training(
             err.print(f"training steps: {arch} {options or ''}")
             with out_of_memory_as(BenchError, "use a smaller --batch-size or model"):
                 results.append(tr.measure(arch, options, batch_size, batches))
-        doc = {
-            "kind": "fer-bench/training",
-            "command": _command(),
-            "written": _now(),
-            "machine": machine.one_line(machine.describe()),
-            "batch_size": batch_size,
-            "results": results,
-        }
+        on = machine.one_line(machine.describe())
+        doc = _results("training", on, batch_size=batch_size, results=results)
         write_json(out / "training.json", doc)
         write_text(out / "training.md", tr.to_markdown(doc))
         typer.echo(tr.to_markdown(doc))
