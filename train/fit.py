@@ -542,6 +542,7 @@ def _train(cfg: FitConfig, out: Path, model, state: dict, train, val, teachers: 
             data.dataset,
             validation_data=_validation_data(val.images, val.labels, cfg),
             epochs=cfg.epochs,
+            shuffle=False,  # TrainingData orders each epoch itself, by (seed, epoch)
             initial_epoch=state["epoch"],
             class_weight=weights,
             callbacks=[
