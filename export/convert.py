@@ -15,6 +15,7 @@ import io
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -130,7 +131,12 @@ def quiet():
         try:
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+                warnings.catch_warnings(),  # the converter's own UserWarnings, under pytest as well
+            ):
+                warnings.simplefilter("ignore")
                 yield
         finally:
             os.dup2(saved[0], 1)
