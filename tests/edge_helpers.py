@@ -39,29 +39,13 @@ def tiny_keras_model(seed: int = 0):
 
 
 def convert(model, variant: str, rep_images: np.ndarray | None = None) -> bytes:
-    """A .tflite of `model`: fp32, fp16, dynamic, or int8 (int8 in and out, as export writes it)."""
-    import tensorflow as tf
+    """A .tflite of `model` through `fer-export`'s converter: fp32, fp16, dynamic, or int8 (int8 in and
+    out, as export writes it), or uint8 (int8 with uint8 in and out)."""
+    from fer_export.convert import convert as export_convert
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if variant == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif variant == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant in ("int8", "uint8"):
-        images = rep_images if rep_images is not None else synthetic_faces(per_class=4, seed=3)[0]
-
-        def representative():
-            for face in images:
-                yield [face[None, ..., None].astype("float32")]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        dtype = tf.int8 if variant == "int8" else tf.uint8
-        converter.inference_input_type = dtype
-        converter.inference_output_type = dtype
-    return converter.convert()
+    images = rep_images if rep_images is not None else synthetic_faces(per_class=4, seed=3)[0]
+    mode, io_type = ("int8", variant) if variant in ("int8", "uint8") else (variant, "int8")
+    return export_convert(model, mode, images if mode == "int8" else None, io_type)
 
 
 def model_json(variant: str, name: str = "tiny", labels=CLASSES, channels: int = 1) -> dict:
