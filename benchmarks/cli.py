@@ -92,8 +92,13 @@ def _now() -> str:
 def _results(kind: str, machine, **fields) -> dict:
     """A results file's document: what it holds, when, by which command, on which machine, then the
     command's own fields."""
-    when = _now()
-    return {"kind": f"fer-bench/{kind}", "created": when, "command": _command(), "machine": machine, **fields}
+    return {
+        "kind": f"fer-bench/{kind}",
+        "created": _now(),
+        "command": _command(),
+        "machine": machine,
+        **fields,
+    }
 
 
 def _progress() -> Progress:
@@ -529,8 +534,9 @@ def training(
             err.print(f"training steps: {arch} {options or ''}")
             with out_of_memory_as(BenchError, "use a smaller --batch-size or model"):
                 results.append(tr.measure(arch, options, batch_size, batches))
-        on = machine.one_line(machine.describe())
-        doc = _results("training", on, batch_size=batch_size, results=results)
+        doc = _results(
+            "training", machine.one_line(machine.describe()), batch_size=batch_size, results=results
+        )
         write_json(out / "training.json", doc)
         write_text(out / "training.md", tr.to_markdown(doc))
         typer.echo(tr.to_markdown(doc))
