@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -590,6 +591,11 @@ def test_several_teachers_are_one_teacher_that_averages_their_answers(tiny_folde
     cfg = tiny_cfg(tiny_folders, teacher=f"{paths[0]}, {paths[1]}", distill=1.0)
     targets = _targets(cfg, train, _load_teacher(cfg), lambda m: None)
     assert np.allclose(targets, (each[0] + each[1]) / 2, atol=1e-5)
+    # A file whose name holds a comma is one teacher, not two.
+    comma = tmp_path / "teacher,seed 1.keras"
+    shutil.copy(paths[0], comma)
+    one_cfg = tiny_cfg(tiny_folders, teacher=str(comma), distill=1.0)
+    assert np.allclose(_targets(one_cfg, train, _load_teacher(one_cfg), lambda m: None), each[0], atol=1e-5)
     # One missing or empty name in the list is refused before the run folder is made.
     for teacher, message in (
         (f"{paths[0]},{tmp_path}/none.keras", "none.keras: no such file"),

@@ -165,6 +165,8 @@ def _check_settings(cfg: FitConfig) -> None:
 def _teacher_paths(cfg: FitConfig) -> list[Path]:
     if cfg.distill <= 0:
         return []
+    if Path(cfg.teacher).is_file():  # a file whose name holds a comma is one teacher
+        return [Path(cfg.teacher)]
     names = [name.strip() for name in cfg.teacher.split(",")]
     if not all(names):
         raise TrainError(f"--teacher {cfg.teacher!r}: .keras files separated by commas, none of them empty")
