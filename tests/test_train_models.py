@@ -32,6 +32,23 @@ def test_a_recipe_comes_with_the_name_and_options_override_it():
     assert recipe_config("cnn", "data").schedule == "plateau"
 
 
+def test_a_recipe_names_its_teachers_as_shipped_runs_found_from_any_folder(tmp_path, monkeypatch):
+    from fer_models import MODELS_DIR
+    from fer_train.fit import _teacher_paths, recipe_config
+
+    monkeypatch.chdir(tmp_path)  # not the checkout: the names still find the shipped runs
+    nano = recipe_config("fer_nano", "data")
+    assert (nano.teacher, nano.distill) == ("fer_res_l,fer_small", 0.5)
+    runs = MODELS_DIR / "runs"
+    assert _teacher_paths(nano) == [runs / "fer_res_l" / "model.keras", runs / "fer_small" / "model.keras"]
+    # A file or folder of that name here is what the user means.
+    (tmp_path / "fer_small").write_bytes(b"")
+    assert _teacher_paths(nano)[1] == tmp_path.joinpath("fer_small").relative_to(tmp_path)
+    # --distill 0 turns the recipe's teacher off; a teacher given with it stays (and is refused later).
+    assert recipe_config("fer_nano", "data", distill=0.0).teacher is None
+    assert recipe_config("fer_nano", "data", distill=0.0, teacher="t.keras").teacher == "t.keras"
+
+
 def test_the_default_is_fer_res_l_and_nano_is_smaller():
     from fer_train.models import DEFAULT_MODEL, macs_per_face
 

@@ -102,8 +102,8 @@ def fit(
     teacher: str = typer.Option(
         None,
         metavar="<path>",
-        help="Distil from this trained .keras model (e.g. models/runs/fer_res_l/model.keras), or from "
-        "several separated by commas, their answers averaged.",
+        help="Distil from this trained .keras model, or a run shipped in models/runs by its name "
+        "(fer_res_l), or from several separated by commas, their answers averaged.",
     ),
     distill: float = typer.Option(
         None, min=0.0, max=1.0, help="The teacher's share of each training target (the rest: the label)."

@@ -93,6 +93,7 @@ def _seed_recipe(arch, data, epochs, budget_minutes, batch_size, limit, learning
         learning_rate=learning_rate,
         weight_decay=0.0,
         schedule="plateau",
+        distill=0.0,  # no teacher either
         epochs=epochs or 1000,
         budget_minutes=budget_minutes,
         batch_size=batch_size,

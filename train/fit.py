@@ -25,6 +25,7 @@ import numpy as np
 
 from fer_edge.errors import not_a_model_file
 from fer_edge.signals import stop_signals_deferred
+from fer_models import MODELS_DIR
 from fer_train import data as fer_data
 from fer_train.augment import AugmentConfig
 from fer_train.balance import balance, class_weights
@@ -90,8 +91,8 @@ class FitConfig:
     class_weight: bool = False
     label_smoothing: float = 0.0
     # Distillation: the training target is (1 - distill) x the one-hot label + distill x the teacher's
-    # probabilities for the face (a trained .keras model, run once on the unaugmented faces and mirrors;
-    # several, separated by commas, are one teacher that averages their answers).
+    # probabilities for the face (a trained .keras model or a shipped run's name, run once on the
+    # unaugmented faces and mirrors; several, separated by commas, are one teacher that averages them).
     teacher: str | None = None
     distill: float = 0.0
     augment: bool = True
@@ -111,7 +112,10 @@ def recipe_config(model: str, data: str, **overrides) -> FitConfig:
     """The settings `model` is registered with, overridden by `overrides` (options a user gave)."""
     if model not in MODELS:
         raise TrainError(f"unknown model {model!r}: use one of {', '.join(MODELS)}")
-    return FitConfig(data=str(data), model=model, **{**MODELS[model].recipe, **overrides})
+    recipe = MODELS[model].recipe
+    if overrides.get("distill") == 0 and "teacher" not in overrides:
+        recipe = {**recipe, "teacher": None}  # --distill 0 turns the recipe's teacher off
+    return FitConfig(data=str(data), model=model, **{**recipe, **overrides})
 
 
 def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) -> dict:
@@ -170,7 +174,14 @@ def _teacher_paths(cfg: FitConfig) -> list[Path]:
     names = [name.strip() for name in cfg.teacher.split(",")]
     if not all(names):
         raise TrainError(f"--teacher {cfg.teacher!r}: .keras files separated by commas, none of them empty")
-    return [Path(name) for name in names]
+    return [_teacher_path(name) for name in names]
+
+
+def _teacher_path(name: str) -> Path:
+    """A .keras file, or the name of a run shipped in models/runs (fer_res_l: its model.keras), so a
+    recipe names its teachers wherever it is run from."""
+    shipped = MODELS_DIR / "runs" / name / "model.keras"
+    return shipped if not Path(name).exists() and shipped.is_file() else Path(name)
 
 
 def _check_numbers(cfg: FitConfig) -> None:
