@@ -160,7 +160,8 @@ def _check_settings(cfg: FitConfig) -> None:
     if not cfg.mixup >= 0 or math.isinf(cfg.mixup):
         raise TrainError(f"--mixup {cfg.mixup}: MixUp's alpha is positive (0.2 is usual), or 0 for none")
     _check_numbers(cfg)
-    missing = "no such file for --teacher; train it first (its run's model.keras)"
+    # A wheel install holds no models/runs: the message says where a run's name was looked for.
+    missing = f"no such file for --teacher, nor a run of that name in {MODELS_DIR / 'runs'}; train it first"
     for path in _teacher_paths(cfg):
         if why := not_a_model_file(path, "teacher .keras file", missing):
             raise TrainError(why)
