@@ -309,6 +309,10 @@ def _cli(*args):
             "t.keras: no such file for --teacher",
         ),
         (
+            ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--init", "{tmp}/t.keras"],
+            "t.keras: no such file for --init",
+        ),
+        (
             ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--model", "vgg16", "--weights", "{tmp}"],
             "a folder; give a weights",
         ),
@@ -649,6 +653,38 @@ def test_distillation_without_its_teacher_is_refused_before_training(tiny_folder
     with pytest.raises(ModelFileError, match="ten.keras: outputs 10 classes; expected 7"):
         fit(tiny_cfg(tiny_folders, teacher=str(tmp_path / "ten.keras"), distill=0.5), tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_fine_tuning_starts_from_the_given_models_weights(tiny_folders, tmp_path):
+    """--init: the run's first epoch starts from a trained model's weights (its answers, exactly), the
+    run records where they came from, and a model of other layers is refused before the run starts."""
+    import keras
+
+    from fer_train import data as fer_data
+    from fer_train.fit import _initial_weights, _model_and_state
+
+    fit(tiny_cfg(tiny_folders, epochs=1, augment=False), tmp_path / "base", log=lambda m: None)
+    base_path = tmp_path / "base" / "model.keras"
+    faces = fer_data.load(tiny_folders, "test").images[..., None].astype("float32")
+    cfg = tiny_cfg(tiny_folders, init=str(base_path), seed=7)
+    start, _ = _model_and_state(cfg, tmp_path / "unused", 1, _initial_weights(cfg))
+    base = keras.models.load_model(base_path)
+    assert np.array_equal(start.predict(faces, verbose=0), base.predict(faces, verbose=0))
+    fresh, _ = _model_and_state(cfg, tmp_path / "unused", 1)  # without --init: the seed's weights
+    assert not np.allclose(fresh.predict(faces, verbose=0), base.predict(faces, verbose=0))
+
+    fit(cfg, tmp_path / "tuned", log=lambda m: None)
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["fit"]["init"] == str(base_path)
+    wider = tiny_cfg(tiny_folders, model_options={"width": 0.25, "first_kernel": 3}, init=str(base_path))
+    with pytest.raises(TrainError, match="its layers are not those of cnn"):
+        fit(wider, tmp_path / "r", log=lambda m: None)
+    assert not (tmp_path / "r").exists()
+    base_path.rename(tmp_path / "moved.keras")  # a run that goes on needs its checkpoint, not --init
+    messages = []
+    fit(
+        tiny_cfg(tiny_folders, init=str(base_path), seed=7, epochs=2), tmp_path / "tuned", log=messages.append
+    )
+    assert any("resuming at epoch 2" in m for m in messages)
 
 
 def test_force_replaces_only_a_file_the_tool_wrote(tmp_path):

@@ -108,6 +108,12 @@ def fit(
     distill: float = typer.Option(
         None, min=0.0, max=1.0, help="The teacher's share of each training target (the rest: the label)."
     ),
+    init: str = typer.Option(
+        None,
+        metavar="<path>",
+        help="Fine-tune: start from this trained model's weights (a .keras file of the same model, or a "
+        "shipped run's name) instead of random ones.",
+    ),
     augment: bool = typer.Option(None, help="Random flip, rotation, shift, zoom, brightness (and erasing)."),
     erasing: float = typer.Option(None, min=0.0, max=1.0, help="Probability of random erasing per face."),
     mixup: float = typer.Option(
@@ -151,6 +157,7 @@ def fit(
         "label_smoothing": label_smoothing,
         "teacher": str(teacher) if teacher else None,
         "distill": distill,
+        "init": init,
         "augment": augment,
         "erasing": erasing,
         "mixup": mixup,

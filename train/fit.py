@@ -95,6 +95,9 @@ class FitConfig:
     # unaugmented faces and mirrors; several, separated by commas, are one teacher that averages them).
     teacher: str | None = None
     distill: float = 0.0
+    # Fine-tuning: start from a trained model's weights (a .keras file or a shipped run's name, as for
+    # the teacher) instead of the seed's random ones; its layers must be those of `model`.
+    init: str | None = None
     augment: bool = True
     erasing: float = 0.0
     mixup: float = 0.0  # MixUp's Beta(alpha, alpha); 0: off
@@ -122,9 +125,11 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     """Train (or resume) a run in `out`; returns the validation metrics."""
     out = Path(out)
     _check_settings(cfg)
-    resuming = _check_run_dir(cfg, out, force)
+    resuming = _check_run_dir(cfg, out, force) and _has_checkpoint(out)
+    _check_model_files(cfg, resuming)
     train, val = _load_splits(cfg, log)  # inputs checked before anything in `out` is touched
     teachers = _load_teacher(cfg)
+    start = _initial_weights(cfg) if cfg.init and not resuming else None
     if cfg.model_options.get("weights") and not resuming:
         # A wrong weights file fails here, before the run folder is made. The model is built again
         # after seeding below, so its initial weights are the seed's, as in any other run.
@@ -132,7 +137,7 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     with _only_run_in(out):
         _start_run_dir(cfg, out, force and not resuming)
         keras.utils.set_random_seed(cfg.seed)
-        model, state = _model_and_state(cfg, out, steps_per_epoch=-(-len(train) // cfg.batch_size))
+        model, state = _model_and_state(cfg, out, -(-len(train) // cfg.batch_size), start)
         if _room_left(cfg, state):
             state.pop("stopped", None)  # a larger budget: the run goes on
             _train(cfg, out, model, state, train, val, teachers, log)
@@ -160,10 +165,18 @@ def _check_settings(cfg: FitConfig) -> None:
     if not cfg.mixup >= 0 or math.isinf(cfg.mixup):
         raise TrainError(f"--mixup {cfg.mixup}: MixUp's alpha is positive (0.2 is usual), or 0 for none")
     _check_numbers(cfg)
+
+
+def _check_model_files(cfg: FitConfig, resuming: bool) -> None:
+    """The teachers (needed again by a resumed run) and the starting weights (only by a new one)."""
     # A wheel install holds no models/runs: the message says where a run's name was looked for.
-    missing = f"no such file for --teacher, nor a run of that name in {MODELS_DIR / 'runs'}; train it first"
-    for path in _teacher_paths(cfg):
-        if why := not_a_model_file(path, "teacher .keras file", missing):
+    paths = [("--teacher", path) for path in _teacher_paths(cfg)]
+    paths += [("--init", _run_model_path(cfg.init))] if cfg.init and not resuming else []
+    for option, path in paths:
+        missing = (
+            f"no such file for {option}, nor a run of that name in {MODELS_DIR / 'runs'}; train it first"
+        )
+        if why := not_a_model_file(path, f"{option} .keras file", missing):
             raise TrainError(why)
 
 
@@ -175,12 +188,12 @@ def _teacher_paths(cfg: FitConfig) -> list[Path]:
     names = [name.strip() for name in cfg.teacher.split(",")]
     if not all(names):
         raise TrainError(f"--teacher {cfg.teacher!r}: .keras files separated by commas, none of them empty")
-    return [_teacher_path(name) for name in names]
+    return [_run_model_path(name) for name in names]
 
 
-def _teacher_path(name: str) -> Path:
+def _run_model_path(name: str) -> Path:
     """A .keras file, or the name of a run shipped in models/runs (fer_res_l: its model.keras), so a
-    recipe names its teachers wherever it is run from."""
+    recipe names its teachers and starting weights wherever it is run from."""
     shipped = MODELS_DIR / "runs" / name / "model.keras"
     return shipped if not Path(name).exists() and shipped.is_file() else Path(name)
 
@@ -396,6 +409,19 @@ def _load_teacher(cfg: FitConfig) -> list:
     return teachers
 
 
+def _initial_weights(cfg: FitConfig) -> list[np.ndarray]:
+    """The --init model's weights, checked against the registered model's layers before the run folder
+    is touched (a fer_nano's weights cannot start a fer_res_l)."""
+    path = _run_model_path(cfg.init)
+    weights = load_model(path, compile=False).get_weights()
+    expected = [w.shape for w in _build(cfg).get_weights()]
+    if [w.shape for w in weights] != expected:
+        raise TrainError(
+            f"--init {path}: its layers are not those of {cfg.model}; pass a trained {cfg.model}"
+        )
+    return weights
+
+
 def _targets(cfg: FitConfig, train: fer_data.Dataset, teachers: list, log) -> np.ndarray:
     """Each training face's target: its one-hot label, mixed with the teacher's probabilities when
     distilling. The teacher sees the unaugmented face and its mirror image once (training flips faces,
@@ -492,9 +518,14 @@ class RandomStreams(keras.callbacks.Callback):
 # --- Model, resume state ---------------------------------------------------------------------------
 
 
-def _model_and_state(cfg: FitConfig, out: Path, steps_per_epoch: int):
+def _has_checkpoint(out: Path) -> bool:
+    """A run that finished an epoch continues from it (a run stopped in its first epoch starts over)."""
+    return (out / "checkpoint" / "last.keras").exists() and (out / STATE_FILE).exists()
+
+
+def _model_and_state(cfg: FitConfig, out: Path, steps_per_epoch: int, start: list | None = None):
     ckpt = out / "checkpoint" / "last.keras"
-    if ckpt.exists() and (out / STATE_FILE).exists():
+    if _has_checkpoint(out):
         state = _read_state(out)
         try:
             return load_model(ckpt), state
@@ -503,6 +534,8 @@ def _model_and_state(cfg: FitConfig, out: Path, steps_per_epoch: int):
                 f"{ckpt}: checkpoint cannot be read ({type(e).__name__}); use --force to start over"
             ) from None
     model = _build(cfg)
+    if start is not None:
+        model.set_weights(start)
     model.compile(
         optimizer=_optimizer(cfg, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
