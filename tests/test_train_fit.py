@@ -312,6 +312,7 @@ def _cli(*args):
             ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--init", "{tmp}/t.keras"],
             "t.keras: no such file for --init",
         ),
+        (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--init", ""], "--init needs a trained .keras file"),
         (
             ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--model", "vgg16", "--weights", "{tmp}"],
             "a folder; give a weights",

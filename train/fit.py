@@ -162,6 +162,8 @@ def _check_settings(cfg: FitConfig) -> None:
         raise TrainError("--distill needs a teacher: pass --teacher MODEL.keras")
     if cfg.teacher and cfg.distill == 0:
         raise TrainError("--teacher needs --distill A: the teacher's share of each target, e.g. 0.5")
+    if cfg.init is not None and not cfg.init.strip():  # else it would train from random weights
+        raise TrainError("--init needs a trained .keras file or a shipped run's name, e.g. fer_res_l")
     if not cfg.mixup >= 0 or math.isinf(cfg.mixup):
         raise TrainError(f"--mixup {cfg.mixup}: MixUp's alpha is positive (0.2 is usual), or 0 for none")
     _check_numbers(cfg)
