@@ -127,9 +127,11 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     _check_settings(cfg)
     resuming = _check_run_dir(cfg, out, force) and _has_checkpoint(out)
     _check_model_files(cfg, resuming)
-    train, val = _load_splits(cfg, log)  # inputs checked before anything in `out` is touched
+    # Inputs are checked before anything in `out` is touched; model files first, as they fail in a
+    # second where the data takes ten.
     teachers = _load_teacher(cfg)
     start = _initial_weights(cfg) if cfg.init and not resuming else None
+    train, val = _load_splits(cfg, log)
     if cfg.model_options.get("weights") and not resuming:
         # A wrong weights file fails here, before the run folder is made. The model is built again
         # after seeding below, so its initial weights are the seed's, as in any other run.
