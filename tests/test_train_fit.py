@@ -313,6 +313,8 @@ def _cli(*args):
             "t.keras: no such file for --init",
         ),
         (["fit", "--data", "{csv}", "--out", "{tmp}/r", "--init", ""], "--init needs a trained .keras file"),
+        # Model files are checked before the data is read (a second, where data can take minutes).
+        (["fit", "--data", "{bad}", "--out", "{tmp}/r", "--init", "{tmp}/m.tflite"], "not a Keras model"),
         (
             ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--model", "vgg16", "--weights", "{tmp}"],
             "a folder; give a weights",
