@@ -319,6 +319,10 @@ def _cli(*args):
             ["fit", "--data", "{csv}", "--out", "{tmp}/r", "--model", "vgg16", "--weights", "{tmp}"],
             "a folder; give a weights",
         ),
+        (
+            ["fit", "--data", "{bad}", "--out", "{tmp}/r", "--model", "vgg16", "--weights", "{tmp}/m.tflite"],
+            "not fer_vgg16's no-top weights file",
+        ),
         (["fit", "--data", "{bad}", "--out", "{tmp}/r"], "bad.csv:2: expected 2304 pixels"),
         (["evaluate", "--model", "{csv}", "--data", "{csv}"], "not a Keras model"),
         (["evaluate", "--model", "{tmp}/none.keras", "--data", "{csv}"], "no such model file"),

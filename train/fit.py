@@ -131,11 +131,11 @@ def fit(cfg: FitConfig, out: str | os.PathLike, force: bool = False, log=print) 
     # second where the data takes ten.
     teachers = _load_teacher(cfg)
     start = _initial_weights(cfg) if cfg.init and not resuming else None
-    train, val = _load_splits(cfg, log)
     if cfg.model_options.get("weights") and not resuming:
         # A wrong weights file fails here, before the run folder is made. The model is built again
         # after seeding below, so its initial weights are the seed's, as in any other run.
         _build(cfg)
+    train, val = _load_splits(cfg, log)
     with _only_run_in(out):
         _start_run_dir(cfg, out, force and not resuming)
         keras.utils.set_random_seed(cfg.seed)
