@@ -130,12 +130,14 @@ def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) ->
             f"{where}: packed file {entry.filename} claims {entry.file_size:,} bytes "
             f"(at most {MAX_PACKED_BYTES:,} read); not a model this toolkit wrote"
         )
+    if entry.flag_bits & 0x1:  # zipfile would name the entry in its repr; we name it in words
+        raise ModelError(f"{where}: packed file {entry.filename} is encrypted; models carry plain files")
     try:
         with archive.open(entry) as f:
             data = f.read(MAX_PACKED_BYTES + 1)  # the header may lie about the size
     except NotImplementedError:
         raise ModelError(f"{where}: packed file {entry.filename} uses an unsupported compression") from None
-    except RuntimeError as err:  # zipfile says "is encrypted, password required"
+    except RuntimeError as err:
         raise ModelError(f"{where}: packed file {entry.filename} cannot be read ({err})") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise ModelError(f"{where}: packed file {entry.filename} is damaged ({err})") from None

@@ -132,7 +132,10 @@ def read_metadata(model: bytes) -> ms.ModelMetadata | None:
             if _name(entry.Name()) == METADATA_NAME:
                 data = root.Buffers(entry.Buffer()).DataAsNumpy()
                 return ms.parse(bytes(data))
-    except (IndexError, ValueError, TypeError, AttributeError, struct.error) as e:
+    except struct.error:  # its reason is flatbuffers' internal offsets, which say nothing to a user
+        reason = f"cut short? it points past its {len(model):,} bytes"
+        raise ModelFileError(f"damaged TFLite model ({reason})") from None
+    except (IndexError, ValueError, TypeError, AttributeError) as e:
         raise ModelFileError(f"damaged TFLite model ({e})") from None
     return None
 

@@ -79,7 +79,7 @@ def test_a_huge_packed_labels_file_is_refused_without_reading_it(tmp_path):
 @pytest.mark.parametrize(
     "what, local, central, value, message",
     [
-        ("encrypted", 6, 8, 0x1, "encrypted"),
+        ("encrypted", 6, 8, 0x1, "labels.txt is encrypted"),
         ("unknown compression", 8, 10, 99, "unsupported compression"),
     ],
 )
@@ -148,7 +148,7 @@ def test_a_truncated_model_is_one_error_line(tmp_path):
     data = tiny_models()["int8"].read_bytes()
     path = tmp_path / "cut.tflite"
     path.write_bytes(data[: len(data) // 3])
-    _one_error_line(_export("inspect", path))
+    _one_error_line(_export("inspect", path), "cut short")
     _one_error_line(_edge("info", path))
     # Cut inside its packed card and labels, the weights still load: it said "carries no labels; pass
     # --labels FILE", as if the model had never had any.
