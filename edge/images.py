@@ -138,6 +138,7 @@ def read_image(path: Path, gray: bool = False, warn: Callable[[str], None] | Non
         raise UnreadableImage(f"{path}: a truncated JPEG (no end-of-image marker)")
     if not data:  # a file being copied in, or a failed download: say so, not "not an image"
         what = "an empty file" if path.is_file() else "no longer a file"
+        what = "a broken link (its target is gone)" if path.is_symlink() and not path.exists() else what
         what = "nothing piped in" if str(path) == STDIN else what
         raise UnreadableImage(f"{path}: {what}")
     try:
