@@ -120,6 +120,17 @@ def test_a_damaged_resume_state_is_one_error_naming_it(tiny_folders, tmp_path):
             fit(tiny_cfg(tiny_folders, schedule="plateau", epochs=2), out, log=lambda m: None)
 
 
+def test_a_damaged_best_model_stops_a_resumed_run_before_it_trains(tiny_folders, tmp_path):
+    out = tmp_path / "run"
+    fit(tiny_cfg(tiny_folders, schedule="plateau"), out, log=lambda m: None)
+    (out / "metrics.json").unlink()  # a run killed mid-way: it resumes from the checkpoint
+    (out / "best.keras").write_bytes((out / "best.keras").read_bytes()[:1000])
+    damaged = "best.keras: not a loadable Keras model.*best epoch: --force starts over"
+    with pytest.raises(TrainError, match=damaged):
+        fit(tiny_cfg(tiny_folders, schedule="plateau", epochs=2), out, log=lambda m: None)
+    assert len((out / "history.csv").read_text().splitlines()) == 2  # header + epoch 1: nothing trained
+
+
 def test_damaged_run_settings_are_one_error_naming_them(tiny_folders, tmp_path):
     out = tmp_path / "run"
     fit(tiny_cfg(tiny_folders), out, log=lambda m: None)

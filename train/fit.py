@@ -33,6 +33,7 @@ from fer_train.files import atomic_write, only_one_writer, read_json, write_json
 from fer_train.models import (
     DEFAULT_MODEL,
     MODELS,
+    ModelFileError,
     build_model,
     check_face_model,
     check_options,
@@ -532,11 +533,13 @@ def _model_and_state(cfg: FitConfig, out: Path, steps_per_epoch: int, start: lis
     if _has_checkpoint(out):
         state = _read_state(out)
         try:
-            return load_model(ckpt), state
+            model = load_model(ckpt)
         except Exception as e:  # noqa: BLE001 - any damage to the checkpoint means the same thing
             raise TrainError(
                 f"{ckpt}: checkpoint cannot be read ({type(e).__name__}); use --force to start over"
             ) from None
+        _check_best(out)
+        return model, state
     model = _build(cfg)
     if start is not None:
         model.set_weights(start)
@@ -546,6 +549,17 @@ def _model_and_state(cfg: FitConfig, out: Path, steps_per_epoch: int, start: lis
         metrics=["accuracy"],
     )
     return model, {"epoch": 0, "history": [], "train_seconds": 0.0}
+
+
+def _check_best(out: Path) -> None:
+    """The best epoch's model, read before a resumed run trains: the run ends by exporting it, so a
+    damaged one (written atomically by us, so damaged since) would fail only after more epochs."""
+    best = out / "best.keras"
+    if best.exists():
+        try:
+            load_model(best, compile=False)
+        except ModelFileError as e:
+            raise TrainError(f"{e}; the run cannot end on its best epoch: --force starts over") from None
 
 
 def _optimizer(cfg: FitConfig, steps_per_epoch: int):
